@@ -1,0 +1,79 @@
+"""Frozen dataclasses holding every setting: one source of truth for the CLI, jobs and tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+VIDEO_EXTENSIONS = ("mp4", "avi", "mov", "mkv", "webm", "m4v")
+AGGREGATES = ("confident", "mean", "max", "topk")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a face becomes a model input. Saved in every checkpoint so that training and
+    scanning can never drift apart: the scan reads it from the checkpoint it is given."""
+
+    input_size: int = 224
+    margin: float = 0.2  # extra border around the detected box, as a fraction of its side
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    detector: str = "haar"
+    detect_width: int = 480  # frames are downscaled to this width before detection
+    min_face: int = 24  # smallest face side, in pixels of the downscaled frame
+    align: bool = True  # rotate so the eyes are level, where the eyes are found
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings: {sorted(unknown)}")
+        d = dict(d)
+        for key in ("mean", "std"):
+            if key in d:
+                d[key] = tuple(float(v) for v in d[key])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything a scan needs besides the checkpoint's own preprocessing."""
+
+    video_dir: str
+    report_dir: str
+    checkpoint: str
+    frames: int = 32
+    max_faces: int = 2
+    aggregate: str = "confident"
+    top_k: int = 8
+    threshold: float | None = None  # None: the checkpoint's threshold
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+    batch_videos: int = 8  # videos per batch handed to a scoring actor
+    max_crops_per_forward: int = 256
+    address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
+    gpus: float | None = None  # GPUs in the cluster to use; None: all that Ray sees
+    scorer_actors: int | None = None  # None: one per GPU, or one on CPU
+    progress: bool = True
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError("frames must be at least 1")
+        if self.max_faces < 1:
+            raise ValueError("max_faces must be at least 1")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"unknown aggregate {self.aggregate!r}; choose from {AGGREGATES}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError("threshold must lie between 0 and 1")
+        if self.batch_videos < 1:
+            raise ValueError("batch_videos must be at least 1")

@@ -1,0 +1,103 @@
+"""Walk a folder and turn every video file in it into a reference: path, size, mtime, fingerprint.
+
+A file that cannot be looked at (a dangling symlink, no permission) still becomes a reference,
+carrying its error, so that it ends as a report row instead of vanishing from the audit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from pipeline.config import VIDEO_EXTENSIONS
+
+# The fingerprint reads this much from the start and from the end of a file: enough to notice a
+# re-encode or a replaced file with the same size and mtime, cheap enough for thousands of files.
+SAMPLE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    path: str
+    size_bytes: int
+    modified_at: datetime | None
+    fingerprint: str
+    error: str = ""
+
+    def to_row(self) -> dict:
+        """Plain types only (the time as epoch seconds, NaN when unknown), so that every row,
+        good or bad, has the same Arrow types on its way through Ray Data."""
+        row = asdict(self)
+        row["modified_at"] = self.modified_at.timestamp() if self.modified_at else math.nan
+        return row
+
+
+def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
+    exts = tuple(sorted({e.lower().lstrip(".") for e in extensions if e.strip(".")}))
+    if not exts:
+        raise ValueError("no video extensions given")
+    return exts
+
+
+def find_videos(root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> list[str]:
+    """Every file under `root` (recursively, symlinks to files included) whose extension is one
+    of `extensions`, compared case-insensitively. Sorted, absolute paths."""
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"video folder not found: {root}")
+    exts = {"." + e for e in normalise_extensions(extensions)}
+    found: list[str] = []
+    for dirpath, _dirnames, filenames in os.walk(root, onerror=None):
+        for name in filenames:
+            if os.path.splitext(name)[1].lower() in exts:
+                found.append(os.path.join(dirpath, name))
+    found.sort()
+    return found
+
+
+def fingerprint_file(path: str, size: int, mtime_ns: int) -> str:
+    """Size, modification time and a sample of the content (head and tail), hashed."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{size}:{mtime_ns}:".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(SAMPLE_BYTES))
+        if size > 2 * SAMPLE_BYTES:
+            f.seek(size - SAMPLE_BYTES)
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def describe_file(path: str) -> VideoRef:
+    """Stat and fingerprint one file; never raises for a bad file, returns its error instead."""
+    try:
+        st = os.stat(path)  # follows symlinks: a dangling one fails here
+    except FileNotFoundError:
+        reason = "dangling symlink" if os.path.islink(path) else "file vanished before it was read"
+        return VideoRef(path, 0, None, "", error=reason)
+    except OSError as exc:
+        return VideoRef(path, 0, None, "", error=f"cannot stat file: {exc.strerror or exc}")
+    modified = datetime.fromtimestamp(st.st_mtime, tz=UTC)
+    try:
+        fp = fingerprint_file(path, st.st_size, st.st_mtime_ns)
+    except PermissionError:
+        return VideoRef(path, st.st_size, modified, "", error="permission denied: file unreadable")
+    except OSError as exc:
+        return VideoRef(path, st.st_size, modified, "", error=f"cannot read file: {exc}")
+    return VideoRef(path, st.st_size, modified, fp)
+
+
+def describe_files(paths: Iterable[str], threads: int = 8) -> Iterator[VideoRef]:
+    """describe_file over many paths, in order; threads hide file-system latency (NFS, FUSE)."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        yield from pool.map(describe_file, paths)
+
+
+def discover(
+    root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS
+) -> list[VideoRef]:
+    return list(describe_files(find_videos(root, extensions)))

@@ -1,0 +1,180 @@
+"""Face detection, alignment and square crops.
+
+Detectors work on a downscaled grey frame (detection cost grows with pixels; faces in footage
+are large); boxes are mapped back to the full frame, and crops are cut from the full frame so
+that a 4K video keeps its detail. A crop is one affine warp: rotate about the face centre so the
+eyes are level, scale the box plus its margin to the model's input size, translate to the centre.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.config import Preprocess
+
+# Larger than this and an "eye pair" is more likely two false detections than a tilted head.
+MAX_ALIGN_ANGLE = 30.0
+# Faces are resized to this width before their eyes are searched for.
+EYE_SEARCH_WIDTH = 200
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class Face:
+    box: Box  # in full-frame pixels
+    angle: float  # degrees the crop was rotated by to level the eyes; 0 when they were not found
+    crop: np.ndarray  # (S, S, 3) uint8 RGB
+
+
+@functools.lru_cache(maxsize=8)
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    path = os.path.join(cv2.data.haarcascades, name)
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise RuntimeError(
+            f"OpenCV Haar cascade {name} not found at {path}: install opencv-python-headless<5"
+        )
+    return cascade
+
+
+class HaarDetector:
+    """OpenCV's Haar frontal-face cascade, with its eye cascade for alignment."""
+
+    name = "haar"
+
+    def __init__(self, min_face: int = 24, scale_factor: float = 1.1, min_neighbors: int = 5):
+        self.min_face = min_face
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self._faces = _cascade("haarcascade_frontalface_default.xml")
+        # The eyeglasses variant also finds eyes behind glasses; the plain one is the fallback.
+        self._eyes = (
+            _cascade("haarcascade_eye_tree_eyeglasses.xml"),
+            _cascade("haarcascade_eye.xml"),
+        )
+
+    def detect(self, grey: np.ndarray) -> list[Box]:
+        found = self._faces.detectMultiScale(
+            grey,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_face, self.min_face),
+        )
+        return [Box(int(x), int(y), int(w), int(h)) for (x, y, w, h) in found]
+
+    def eye_angle(self, face_grey: np.ndarray) -> float | None:
+        """Angle of the line through the eyes in a grey face crop, in degrees (image y points
+        down), or None when two eyes are not found on either side of the middle."""
+        h, w = face_grey.shape[:2]
+        top = face_grey[: h * 60 // 100]
+        if top.size == 0:
+            return None
+        min_eye = max(8, w // 10)
+        for cascade in self._eyes:
+            eyes = cascade.detectMultiScale(
+                top, scaleFactor=1.05, minNeighbors=3, minSize=(min_eye, min_eye)
+            )
+            centres = [(x + ew / 2, y + eh / 2, ew * eh) for (x, y, ew, eh) in eyes]
+            left = [c for c in centres if c[0] < w / 2]
+            right = [c for c in centres if c[0] >= w / 2]
+            if left and right:
+                break
+        else:
+            return None
+        lx, ly, _ = max(left, key=lambda c: c[2])
+        rx, ry, _ = max(right, key=lambda c: c[2])
+        angle = math.degrees(math.atan2(ry - ly, rx - lx))
+        return angle if abs(angle) <= MAX_ALIGN_ANGLE else None
+
+
+DETECTORS = {"haar": HaarDetector}
+
+
+def make_detector(preprocess: Preprocess):
+    try:
+        cls = DETECTORS[preprocess.detector]
+    except KeyError:
+        raise ValueError(
+            f"unknown face detector {preprocess.detector!r}; known: {sorted(DETECTORS)}"
+        ) from None
+    return cls(min_face=preprocess.min_face)
+
+
+def crop_face(frame: np.ndarray, box: Box, angle: float, size: int, margin: float) -> np.ndarray:
+    """Square crop of `box` plus `margin` of its side on every edge, rotated by `angle` degrees
+    about the box centre, resized to `size`; BGR in, RGB out. Outside the frame is black."""
+    side = max(box.w, box.h) * (1.0 + 2.0 * margin)
+    cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
+    if size / side < 0.5:
+        # A bilinear warp that shrinks more than 2x aliases (4K footage): shrink the region
+        # around the face with area averaging first, then warp at a scale near 1.
+        frame, cx, cy, side = _shrink_around(frame, cx, cy, side, size / side)
+    m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
+    m[0, 2] += size / 2.0 - cx
+    m[1, 2] += size / 2.0 - cy
+    crop = cv2.warpAffine(
+        frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+
+
+def _shrink_around(frame: np.ndarray, cx: float, cy: float, side: float, factor: float):
+    half = side * 0.75  # covers the square rotated by any angle (side * sqrt(2) / 2)
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+    x1, y1 = min(w, int(cx + half) + 1), min(h, int(cy + half) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return frame, cx, cy, side
+    roi = frame[y0:y1, x0:x1]
+    sw, sh = max(1, round(roi.shape[1] * factor)), max(1, round(roi.shape[0] * factor))
+    small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)
+    fx, fy = sw / roi.shape[1], sh / roi.shape[0]
+    return small, (cx - x0) * fx, (cy - y0) * fy, side * (fx + fy) / 2.0
+
+
+def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces: int) -> list[Face]:
+    """Faces in one BGR frame, largest first, at most `max_faces`."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, preprocess.detect_width / w) if w else 1.0
+    small = (
+        frame
+        if scale == 1.0
+        else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    )
+    grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+    boxes = sorted(detector.detect(grey), key=lambda b: b.area, reverse=True)[:max_faces]
+    faces = []
+    for b in boxes:
+        full = Box(round(b.x / scale), round(b.y / scale), round(b.w / scale), round(b.h / scale))
+        angle = _eye_angle(frame, full, detector) if preprocess.align else None
+        crop = crop_face(frame, full, angle or 0.0, preprocess.input_size, preprocess.margin)
+        faces.append(Face(full, angle or 0.0, crop))
+    return faces
+
+
+def _eye_angle(frame: np.ndarray, box: Box, detector) -> float | None:
+    """Eyes are searched at a fixed face width from the full frame: in the downscaled detection
+    frame they are often smaller than the eye cascade's 20 px window."""
+    roi = frame[max(0, box.y) : box.y + box.h, max(0, box.x) : box.x + box.w]
+    if roi.size == 0:
+        return None
+    width = EYE_SEARCH_WIDTH
+    roi = cv2.resize(roi, (width, max(1, round(roi.shape[0] * width / roi.shape[1]))))
+    return detector.eye_angle(cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY))

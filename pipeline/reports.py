@@ -1,0 +1,239 @@
+"""Parquet reports: schemas, atomic piece-by-piece writes, and loading for pandas.
+
+A report folder holds two Parquet datasets, `videos/` (one row per video and run) and `faces/`
+(one row per scored face). Results are written while a scan runs, in pieces: each piece is
+written under a hidden temporary name and then renamed (object stores make a plain write
+atomic), so pyarrow and pandas, which skip names starting with '.' or '_', never see half a file.
+
+REPORT_DIR may be a local path or any URI pyarrow's filesystems understand (s3://, gs://, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.extract import FACE_META_COLUMNS, unpack_face_meta
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+VIDEOS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # ok | no_face | error
+        pa.field("error", pa.string()),  # why, when status is error
+        pa.field("fake_score", pa.float64()),  # 0..1, null unless status is ok
+        pa.field("label", pa.string()),  # fake | real, null unless status is ok
+        pa.field("frames_sampled", pa.int32()),
+        pa.field("frames_with_face", pa.int32()),
+        pa.field("faces_scored", pa.int32()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("fps", pa.float64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("modified_at", TIMESTAMP),
+        pa.field("fingerprint", pa.string()),  # size, mtime and a content sample, hashed
+        pa.field("model_id", pa.string()),  # content hash of the checkpoint that scored it
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("scanned_at", TIMESTAMP, nullable=False),
+    ]
+)
+
+FACES_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int32(), nullable=False),
+        pa.field("timestamp_s", pa.float64()),
+        pa.field("face_index", pa.int32(), nullable=False),  # 0 = largest face in its frame
+        pa.field("x", pa.int32(), nullable=False),  # box in full-frame pixels
+        pa.field("y", pa.int32(), nullable=False),
+        pa.field("w", pa.int32(), nullable=False),
+        pa.field("h", pa.int32(), nullable=False),
+        pa.field("fake_score", pa.float32(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+VIDEOS = "videos"
+FACES = "faces"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def resolve(report_dir: str) -> tuple[pafs.FileSystem, str]:
+    """A (filesystem, path) pair for a local path or a URI."""
+    if "://" not in report_dir:
+        return pafs.LocalFileSystem(), os.path.abspath(report_dir)
+    return pafs.FileSystem.from_uri(report_dir)
+
+
+def _none_if_nan(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def _timestamp(epoch_s) -> datetime | None:
+    epoch_s = _none_if_nan(epoch_s)
+    return None if epoch_s is None else datetime.fromtimestamp(float(epoch_s), tz=UTC)
+
+
+def video_record(row: dict, run_id: str, scanned_at: datetime) -> dict:
+    """A scored row from the pipeline -> one row of the videos table."""
+    return {
+        "path": str(row["path"]),
+        "status": str(row["status"]),
+        "error": str(row["error"]) or None,
+        "fake_score": _none_if_nan(float(row["fake_score"])),
+        "label": str(row["label"]) or None,
+        "frames_sampled": int(row["frames_sampled"]),
+        "frames_with_face": int(row["frames_with_face"]),
+        "faces_scored": int(row["faces_scored"]),
+        "duration_s": _none_if_nan(float(row["duration_s"])),
+        "fps": _none_if_nan(float(row["fps"])),
+        "width": int(row["width"]) or None,
+        "height": int(row["height"]) or None,
+        "size_bytes": int(row["size_bytes"]),
+        "modified_at": _timestamp(row["modified_at"]),
+        "fingerprint": str(row["fingerprint"]) or None,
+        "model_id": str(row["model_id"]) or None,
+        "run_id": run_id,
+        "scanned_at": scanned_at,
+    }
+
+
+def face_columns(row: dict, run_id: str) -> dict[str, np.ndarray]:
+    """A scored row -> its faces, as columns of the faces table."""
+    meta = unpack_face_meta(row["face_meta"])
+    scores = np.frombuffer(row["face_scores"], np.float32)
+    if len(meta) != len(scores):
+        raise ValueError(f"{row['path']}: {len(meta)} faces but {len(scores)} scores")
+    cols = {name: meta[:, i] for i, name in enumerate(FACE_META_COLUMNS)}
+    out = {"path": np.full(len(meta), str(row["path"]), dtype=object)}
+    for field in FACES_SCHEMA:
+        if field.name in cols:
+            out[field.name] = cols[field.name].astype(field.type.to_pandas_dtype())
+    out["fake_score"] = scores
+    out["run_id"] = np.full(len(meta), run_id, dtype=object)
+    return out
+
+
+class ReportWriter:
+    """Buffers scored rows and writes them out in atomic pieces, every `flush_videos` videos or
+    `flush_seconds` seconds, whichever comes first, so a crash loses at most that much work."""
+
+    def __init__(
+        self,
+        report_dir: str,
+        run_id: str,
+        flush_videos: int = 256,
+        flush_seconds: float = 30.0,
+    ):
+        self.fs, self.root = resolve(report_dir)
+        self.run_id = run_id
+        self.flush_videos = flush_videos
+        self.flush_seconds = flush_seconds
+        self._videos: list[dict] = []
+        self._faces: list[pa.Table] = []
+        self._seq = 0
+        self._last_flush = time.monotonic()
+        self.pieces_written = 0
+
+    def add(self, row: dict) -> dict:
+        record = video_record(row, self.run_id, datetime.now(UTC))
+        self._videos.append(record)
+        if row.get("face_meta"):
+            self._faces.append(pa.table(face_columns(row, self.run_id), schema=FACES_SCHEMA))
+        if (
+            len(self._videos) >= self.flush_videos
+            or time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+        return record
+
+    def flush(self) -> None:
+        if not self._videos:
+            return
+        name = f"{self.run_id}-{self._seq:06d}.parquet"
+        # Faces first: a crash between the two leaves faces without their video row, which
+        # load_faces ignores, never a video whose faces are missing.
+        if self._faces:
+            self._write(FACES, name, pa.concat_tables(self._faces))
+        self._write(VIDEOS, name, pa.Table.from_pylist(self._videos, schema=VIDEOS_SCHEMA))
+        self._videos, self._faces = [], []
+        self._seq += 1
+        self.pieces_written += 1
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+
+    def _write(self, table_name: str, name: str, table: pa.Table) -> None:
+        folder = f"{self.root}/{table_name}"
+        self.fs.create_dir(folder, recursive=True)
+        final = f"{folder}/{name}"
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            tmp = f"{folder}/.{name}.tmp"
+            pq.write_table(table, tmp, filesystem=self.fs)
+            _fsync(tmp)
+            self.fs.move(tmp, final)
+        else:  # object stores: a single PUT is atomic, and they have no cheap rename
+            pq.write_table(table, final, filesystem=self.fs)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read(report_dir: str, table_name: str, schema: pa.Schema) -> pd.DataFrame:
+    fs, root = resolve(report_dir)
+    folder = f"{root}/{table_name}"
+    info = fs.get_file_info(folder)
+    if info.type != pafs.FileType.Directory:
+        return _to_pandas(schema.empty_table())
+    dataset = pads.dataset(folder, filesystem=fs, format="parquet", schema=schema)
+    return _to_pandas(dataset.to_table())
+
+
+# Integer columns with nulls stay integers (pandas' nullable dtypes) instead of becoming floats.
+_NULLABLE_INTS = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper=_NULLABLE_INTS.get)
+
+
+def load_videos(report_dir: str, history: bool = False) -> pd.DataFrame:
+    """The videos table as a DataFrame: the latest row per video (or every row, `history=True`),
+    most suspicious first."""
+    df = _read(report_dir, VIDEOS, VIDEOS_SCHEMA)
+    if not history and len(df):
+        df = df.sort_values(["scanned_at", "run_id"], kind="stable")
+        df = df.drop_duplicates("path", keep="last")
+    df = df.sort_values(["fake_score", "path"], ascending=[False, True], na_position="last")
+    return df.reset_index(drop=True)
+
+
+def load_faces(report_dir: str) -> pd.DataFrame:
+    """The faces of each video's latest result, in video and frame order."""
+    faces = _read(report_dir, FACES, FACES_SCHEMA)
+    latest = load_videos(report_dir)[["path", "run_id"]]
+    faces = faces.merge(latest, on=["path", "run_id"], how="inner")
+    faces = faces.sort_values(["path", "frame_index", "face_index"], kind="stable")
+    return faces.reset_index(drop=True)

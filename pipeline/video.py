@@ -1,0 +1,131 @@
+"""Open videos and sample frames from them with OpenCV.
+
+Containers lie: the frame count may be missing (0 or negative), estimated from the duration
+(too high or too low), or wrong because the file is truncated. Sampling copes with all three and
+decodes no further than the last frame it needs; far-apart frames are reached by seeking.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Between two wanted frames closer than this, grabbing (decoding without converting) is cheaper
+# than a seek, which decodes from the previous keyframe anyway.
+SEEK_GAP = 96
+
+
+class VideoError(Exception):
+    """A video that cannot be decoded; the message says why, for the report's `error` column."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frame_count: int  # as the container reports it; may be wrong, see module doc
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float:
+        if self.fps > 0 and self.frame_count > 0:
+            return self.frame_count / self.fps
+        return math.nan
+
+
+def open_video(path: str) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError("cannot open as a video (not a video, truncated, or unsupported codec)")
+    return cap
+
+
+def probe(cap: cv2.VideoCapture) -> VideoInfo:
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return VideoInfo(
+        frame_count=int(count) if math.isfinite(count) and count > 0 else 0,
+        fps=float(fps) if math.isfinite(fps) and 0 < fps < 1000 else 0.0,
+        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+
+
+def sample_indices(frame_count: int, n: int) -> list[int]:
+    """`n` frame indices spread evenly over `frame_count` frames: the middle of each of `n`
+    equal segments, so the first and last frames (often black or a fade) are avoided."""
+    if frame_count <= 0 or n <= 0:
+        return []
+    if frame_count <= n:
+        return list(range(frame_count))
+    return sorted({int((i + 0.5) * frame_count / n) for i in range(n)})
+
+
+def count_frames(open_capture: Callable[[], cv2.VideoCapture]) -> int:
+    """Count the frames that really decode, for containers whose count is missing or wrong."""
+    cap = open_capture()
+    try:
+        n = 0
+        while cap.grab():
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
+def _read_targets(cap: cv2.VideoCapture, targets: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (index, BGR frame) for each target in ascending order; stop at the first failure."""
+    pos = 0  # index of the next frame a grab() would return
+    for t in targets:
+        if t - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, t):
+            pos = t
+        while pos < t:
+            if not cap.grab():
+                return
+            pos += 1
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            return
+        pos += 1
+        yield t, frame
+
+
+def sample_frames(
+    open_capture: Callable[[], cv2.VideoCapture], n: int, reported_count: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield up to `n` (frame_index, BGR frame) pairs spread over the video.
+
+    `open_capture` opens a fresh capture (a second pass is needed when the reported count turns
+    out to be wrong). Frames are yielded one at a time so that a 4K video never holds more than
+    one decoded frame in memory.
+    """
+    count = reported_count if reported_count > 0 else count_frames(open_capture)
+    targets = sample_indices(count, n)
+    done: set[int] = set()
+    cap = open_capture()
+    try:
+        for index, frame in _read_targets(cap, targets):
+            done.add(index)
+            yield index, frame
+    finally:
+        cap.release()
+    if len(done) == len(targets):
+        return
+    # The container promised frames that are not there (truncated file, estimated count):
+    # count what really decodes and spread the frames still owed over the part after the last
+    # frame yielded, so that the whole video is covered by at most `n` frames.
+    start = max(done, default=-1) + 1
+    rest = count_frames(open_capture) - start
+    retry = [start + i for i in sample_indices(rest, n - len(done))]
+    if not retry:
+        return
+    cap = open_capture()
+    try:
+        yield from _read_targets(cap, retry)
+    finally:
+        cap.release()

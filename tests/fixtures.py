@@ -1,0 +1,59 @@
+"""Test fixtures built from real parts: real face photos, real videos written with OpenCV."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import matplotlib
+import numpy as np
+
+
+def face_photo() -> np.ndarray:
+    """Grace Hopper, a real face photo that matplotlib ships (BGR, 600 x 512)."""
+    path = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data")
+    img = cv2.imread(os.path.join(path, "grace_hopper.jpg"))
+    assert img is not None
+    return img
+
+
+def face_frame(
+    width: int = 320, height: int = 240, shift: int = 0, photo: np.ndarray | None = None
+) -> np.ndarray:
+    """A frame with the photo, scaled to 90% of the frame height, on a grey background."""
+    photo = face_photo() if photo is None else photo
+    ph = int(height * 0.9)
+    pw = int(photo.shape[1] * ph / photo.shape[0])
+    small = cv2.resize(photo, (pw, ph), interpolation=cv2.INTER_AREA)
+    frame = np.full((height, width, 3), 90, np.uint8)
+    x = max(0, min(width - pw, (width - pw) // 2 + shift))
+    y = (height - ph) // 2
+    frame[y : y + ph, x : x + pw] = small
+    return frame
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: int = 24,
+    width: int = 320,
+    height: int = 240,
+    fps: float = 12.0,
+    face: bool = True,
+) -> str:
+    """An mp4 (mp4v) with the face drifting a little from frame to frame, or without a face: a
+    plain scene with a moving box."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened(), path
+    photo = face_photo()
+    for i in range(frames):
+        if face:
+            frame = face_frame(width, height, shift=(i % 9) - 4, photo=photo)
+        else:
+            frame = np.full((height, width, 3), (40, 120, 60), np.uint8)
+            x = (i * 7) % max(1, width - 40)
+            cv2.rectangle(frame, (x, height // 3), (x + 40, height // 3 + 40), (200, 200, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path

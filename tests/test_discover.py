@@ -1,0 +1,74 @@
+import os
+
+import pytest
+
+from pipeline.discover import describe_file, discover, find_videos
+
+
+def touch(path, data=b"x"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+def test_finds_videos_recursively_case_insensitively(tmp_path):
+    want = [
+        touch(tmp_path / "a.mp4"),
+        touch(tmp_path / "deep" / "er" / "b.MOV"),
+        touch(tmp_path / "c d é.Mkv"),
+        touch(tmp_path / "x.webm"),
+    ]
+    touch(tmp_path / "notes.txt")
+    touch(tmp_path / "mp4")  # a name, not an extension
+    assert find_videos(tmp_path) == sorted(want)
+
+
+def test_extensions_can_be_overridden(tmp_path):
+    touch(tmp_path / "a.mp4")
+    ts = touch(tmp_path / "b.TS")
+    assert find_videos(tmp_path, [".ts"]) == [ts]
+
+
+def test_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(NotADirectoryError, match="not found"):
+        find_videos(tmp_path / "nope")
+
+
+def test_dangling_symlink_becomes_an_error_reference(tmp_path):
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "link.mp4")
+    (ref,) = discover(tmp_path)
+    assert ref.error == "dangling symlink"
+    assert ref.fingerprint == ""
+
+
+def test_fingerprint_changes_with_content_but_not_without(tmp_path):
+    path = touch(tmp_path / "a.mp4", b"a" * 300_000)
+    first = describe_file(path)
+    assert describe_file(path).fingerprint == first.fingerprint
+    st = os.stat(path)
+    with open(path, "r+b") as f:  # same size, same mtime, different tail
+        f.seek(-10, os.SEEK_END)
+        f.write(b"b" * 10)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert describe_file(path).fingerprint != first.fingerprint
+    assert describe_file(path).size_bytes == 300_000
+
+
+def test_unreadable_file_becomes_an_error_reference(tmp_path, monkeypatch):
+    path = touch(tmp_path / "secret.mp4", b"data")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", denied)
+    ref = describe_file(path)
+    assert ref.error == "permission denied: file unreadable"
+    assert ref.size_bytes == 4
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_chmod_000_file_becomes_an_error_reference(tmp_path):
+    path = touch(tmp_path / "secret.mp4", b"data")
+    os.chmod(path, 0)
+    assert describe_file(path).error == "permission denied: file unreadable"

@@ -1,0 +1,73 @@
+import os
+
+import numpy as np
+import pytest
+from fixtures import write_video
+
+from pipeline.discover import describe_file
+from pipeline.extract import extract_video, unpack_crops, unpack_face_meta
+
+
+def truncated_copy(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()[:5000]  # mp4v files keep their index (moov) at the end: it is lost
+
+
+def extract(path, small_preprocess, frames=8):
+    return extract_video(describe_file(str(path)).to_row(), small_preprocess, frames, 2)
+
+
+def test_face_video_gives_crops_for_most_frames(face_video, small_preprocess):
+    row = extract(face_video, small_preprocess)
+    assert row["status"] == "ok" and row["error"] == ""
+    assert row["frames_sampled"] == 8
+    assert row["frames_with_face"] >= 6
+    crops = unpack_crops(row["crops"], row["crop_size"])
+    meta = unpack_face_meta(row["face_meta"])
+    assert crops.shape[1:] == (64, 64, 3) and len(crops) == len(meta) >= 6
+    assert (row["width"], row["height"], row["fps"]) == (320, 240, 12.0)
+    assert row["duration_s"] == pytest.approx(2.0)
+    # frame indices are the evenly spread samples; timestamps follow from the frame rate
+    assert set(meta[:, 0]) <= {1, 4, 7, 10, 13, 16, 19, 22}
+    assert np.allclose(meta[:, 1], meta[:, 0] / 12.0)
+
+
+def test_video_without_faces_is_no_face(tmp_path, small_preprocess):
+    row = extract(write_video(tmp_path / "scene.mp4", face=False), small_preprocess)
+    assert row["status"] == "no_face"
+    assert row["frames_sampled"] == 8 and row["frames_with_face"] == 0
+    assert row["crops"] == b""
+
+
+def test_one_frame_video(tmp_path, small_preprocess):
+    row = extract(write_video(tmp_path / "one.mp4", frames=1), small_preprocess)
+    assert row["status"] == "ok" and row["frames_sampled"] == 1
+
+
+def test_4k_video(tmp_path, small_preprocess):
+    path = write_video(tmp_path / "big.mp4", frames=3, width=3840, height=2160)
+    row = extract(path, small_preprocess, frames=3)
+    assert row["status"] == "ok" and (row["width"], row["height"]) == (3840, 2160)
+    assert row["frames_with_face"] == 3
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("just text"), "cannot open as a video"),
+        (
+            lambda p: p.write_bytes(truncated_copy(write_video(p.with_suffix(".src.mp4")))),
+            "cannot open as a video",
+        ),
+        (lambda p: os.symlink(p.with_name("gone.mp4"), p), "dangling symlink"),
+    ],
+    ids=["zero-byte", "text", "truncated", "dangling-symlink"],
+)
+def test_bad_files_become_error_rows(tmp_path, small_preprocess, make, reason):
+    path = tmp_path / "bad.mp4"
+    make(path)
+    row = extract(path, small_preprocess)
+    assert row["status"] == "error"
+    assert reason in row["error"]
+    assert row["crops"] == b"" and row["frames_sampled"] == 0

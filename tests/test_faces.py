@@ -1,0 +1,65 @@
+import cv2
+import numpy as np
+import pytest
+from fixtures import face_frame
+
+from pipeline.config import Preprocess
+from pipeline.faces import Box, crop_face, detect_faces, make_detector
+
+PRE = Preprocess(input_size=96)
+
+
+def rotate(img, degrees):
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_detects_the_face_where_it_is():
+    frame = face_frame(640, 480)
+    (face,) = detect_faces(frame, make_detector(PRE), PRE, max_faces=2)
+    cx, cy = face.box.x + face.box.w / 2, face.box.y + face.box.h / 2
+    assert abs(cx - 320) < 40 and 100 < cy < 260
+    assert face.crop.shape == (96, 96, 3) and face.crop.dtype == np.uint8
+
+
+def test_no_face_in_a_plain_scene():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    cv2.rectangle(frame, (100, 100), (300, 300), (0, 200, 50), -1)
+    assert detect_faces(frame, make_detector(PRE), PRE, max_faces=2) == []
+
+
+def test_alignment_levels_a_tilted_face():
+    upright = face_frame(640, 480)
+    det = make_detector(PRE)
+    (base,) = detect_faces(upright, det, PRE, 1)
+    (tilted,) = detect_faces(rotate(upright, 10), det, PRE, 1)
+    # Rotating the frame 10 degrees counter-clockwise tilts the eye line by -10 degrees.
+    assert tilted.angle - base.angle == pytest.approx(-10, abs=4)
+
+
+def test_alignment_can_be_turned_off():
+    pre = Preprocess(input_size=96, align=False)
+    (face,) = detect_faces(rotate(face_frame(640, 480), 10), make_detector(pre), pre, 1)
+    assert face.angle == 0.0
+
+
+def test_4k_frame_is_detected_on_a_downscaled_copy_and_cropped_at_full_resolution():
+    frame = face_frame(3840, 2160)
+    (face,) = detect_faces(frame, make_detector(PRE), PRE, 1)
+    assert face.box.w > 600  # full-frame pixels
+    assert face.crop.shape == (96, 96, 3)
+    assert face.crop.std() > 20  # a real picture, not a black border
+
+
+def test_crop_is_rgb_and_black_outside_the_frame():
+    frame = np.zeros((100, 100, 3), np.uint8)
+    frame[:, :] = (255, 0, 0)  # blue in BGR
+    crop = crop_face(frame, Box(0, 0, 50, 50), 0.0, 32, 0.2)
+    assert tuple(crop[16, 16]) == (0, 0, 255)
+    assert tuple(crop[0, 0]) == (0, 0, 0)
+
+
+def test_unknown_detector_is_refused():
+    with pytest.raises(ValueError, match="unknown face detector"):
+        make_detector(Preprocess(detector="nope"))

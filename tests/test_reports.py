@@ -1,0 +1,79 @@
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from pipeline.reports import FACES_SCHEMA, VIDEOS_SCHEMA, ReportWriter, load_faces, load_videos
+
+
+def scored(path, score, faces=2, status="ok"):
+    meta = np.array([[i * 10, i * 0.5, 0, 1, 2, 30, 30] for i in range(faces)], np.float64)
+    return {
+        "path": path,
+        "status": status,
+        "error": "" if status != "error" else "boom",
+        "fake_score": score,
+        "label": "" if math.isnan(score) else ("fake" if score >= 0.5 else "real"),
+        "frames_sampled": 4,
+        "frames_with_face": faces,
+        "faces_scored": faces,
+        "duration_s": 2.0,
+        "fps": 25.0,
+        "width": 640,
+        "height": 480,
+        "size_bytes": 1000,
+        "modified_at": 1.7e9,
+        "fingerprint": "abc",
+        "model_id": "m",
+        "face_meta": meta.tobytes() if faces else b"",
+        "face_scores": np.full(faces, score, np.float32).tobytes() if faces else b"",
+    }
+
+
+def test_pieces_are_atomic_and_read_back_with_their_schema(tmp_path):
+    w = ReportWriter(str(tmp_path), "run1", flush_videos=2)
+    w.add(scored("/v/a.mp4", 0.9))
+    assert not (tmp_path / "videos").exists()  # nothing until a piece is complete
+    w.add(scored("/v/b.mp4", 0.2))
+    assert len(os.listdir(tmp_path / "videos")) == 1  # flushed after 2 videos
+    w.add(scored("/v/c.mp4", math.nan, faces=0, status="error"))
+    w.close()
+    names = os.listdir(tmp_path / "videos")
+    assert len(names) == 2 and not any(n.startswith(".") for n in names)
+    for name in names:
+        assert pq.read_schema(tmp_path / "videos" / name).remove_metadata() == VIDEOS_SCHEMA
+    assert pq.read_schema(tmp_path / "faces" / names[0]).remove_metadata() == FACES_SCHEMA
+
+    v = load_videos(str(tmp_path))
+    assert list(v["path"]) == ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4"]  # most suspicious first
+    c = v.iloc[2]
+    assert c["status"] == "error" and c["error"] == "boom"
+    assert pd.isna(c["fake_score"]) and pd.isna(c["label"])
+    assert str(v["width"].dtype) == "Int32"
+    assert v["modified_at"].iloc[0] == pd.Timestamp(1.7e9, unit="s", tz="UTC")
+    f = load_faces(str(tmp_path))
+    assert len(f) == 4 and set(f["path"]) == {"/v/a.mp4", "/v/b.mp4"}
+    assert list(f[f.path == "/v/a.mp4"]["frame_index"]) == [0, 10]
+
+
+def test_latest_result_per_video_and_its_faces(tmp_path):
+    first = ReportWriter(str(tmp_path), "20260101T000000Z-aaaaaa")
+    first.add(scored("/v/a.mp4", 0.9, faces=3))
+    first.add(scored("/v/b.mp4", 0.1))
+    first.close()
+    second = ReportWriter(str(tmp_path), "20260102T000000Z-bbbbbb")
+    second.add(scored("/v/a.mp4", 0.3, faces=1))
+    second.close()
+    v = load_videos(str(tmp_path))
+    assert len(v) == 2
+    assert v.set_index("path").loc["/v/a.mp4", "fake_score"] == 0.3
+    assert len(load_videos(str(tmp_path), history=True)) == 3
+    f = load_faces(str(tmp_path))
+    assert len(f[f.path == "/v/a.mp4"]) == 1  # faces of the latest run only
+
+
+def test_empty_report_folder_gives_empty_frames_with_the_columns(tmp_path):
+    assert list(load_videos(str(tmp_path)).columns) == VIDEOS_SCHEMA.names
+    assert len(load_faces(str(tmp_path))) == 0

@@ -1,0 +1,154 @@
+"""End to end: real videos on disk, a real local Ray, the CLI, Parquet read back with pandas."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from fixtures import write_video
+
+from jobs.cli import cli
+from pipeline.reports import load_faces, load_videos
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("footage")
+    write_video(d / "face.mp4", frames=24)
+    write_video(d / "nested" / "with space é.MOV", frames=30)
+    write_video(d / "nested" / "4k.mp4", frames=2, width=3840, height=2160)
+    write_video(d / "one frame.avi", frames=1)
+    write_video(d / "scene.mp4", face=False)
+    (d / "zero.mp4").write_bytes(b"")
+    (d / "text.mp4").write_text("this is not a video")
+    with open(d / "face.mp4", "rb") as f:
+        (d / "truncated.mp4").write_bytes(f.read()[:4000])
+    os.symlink(d / "gone.mp4", d / "dangling.mp4")
+    (d / "notes.txt").write_text("not a video extension: ignored")
+    return d
+
+
+EXPECTED = {
+    "face.mp4": "ok",
+    "nested/with space é.MOV": "ok",
+    "nested/4k.mp4": "ok",
+    "one frame.avi": "ok",
+    "scene.mp4": "no_face",
+    "zero.mp4": "error",
+    "text.mp4": "error",
+    "truncated.mp4": "error",
+    "dangling.mp4": "error",
+}
+
+
+@pytest.fixture(scope="module")
+def scanned(ray_session, video_dir, checkpoint, tmp_path_factory):
+    report = tmp_path_factory.mktemp("report")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "scan", str(video_dir), "--out", str(report), "--checkpoint", checkpoint,
+            "--frames", "6", "--json",
+        ],
+    )  # fmt: skip
+    return result, report
+
+
+def test_scan_reports_one_row_per_file_and_exits_0(scanned, video_dir):
+    result, report = scanned
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["videos"] == len(EXPECTED)
+    assert (summary["ok"], summary["no_face"], summary["error"]) == (4, 1, 4)
+    assert summary["fake"] + summary["real"] == 4
+    videos = load_videos(str(report))
+    got = dict(
+        zip([os.path.relpath(p, video_dir) for p in videos.path], videos.status, strict=True)
+    )
+    assert got == EXPECTED
+
+
+def test_broken_videos_carry_their_reason_and_never_a_score(scanned):
+    videos = load_videos(str(scanned[1])).set_index("path")
+    bad = videos[videos.status != "ok"]
+    assert bad["fake_score"].isna().all() and bad["label"].isna().all()
+    errors = bad[bad.status == "error"]
+    assert errors["error"].notna().all() and (errors["error"].str.len() > 5).all()
+    assert any("dangling symlink" in e for e in errors["error"])
+    assert any("empty file" in e for e in errors["error"])
+
+
+def test_faces_are_found_in_most_sampled_frames_and_scored(scanned, video_dir):
+    videos = load_videos(str(scanned[1])).set_index("path")
+    face = videos.loc[str(video_dir / "face.mp4")]
+    assert face.frames_sampled == 6 and face.frames_with_face >= 5
+    assert 0.0 <= face.fake_score <= 1.0 and face.label in ("fake", "real")
+    assert (face.width, face.height, face.fps) == (320, 240, 12.0)
+    ok = videos[videos.status == "ok"]
+    assert ok.frames_with_face.sum() >= 0.8 * ok.frames_sampled.sum()
+    faces = load_faces(str(scanned[1]))
+    per_video = faces.groupby("path").size()
+    assert (per_video.reindex(ok.index) == ok.faces_scored).all()
+    assert faces.fake_score.between(0, 1).all()
+    assert faces.run_id.nunique() == 1 and faces.run_id.iloc[0] == ok.run_id.iloc[0]
+    assert ok.model_id.nunique() == 1 and len(ok.model_id.iloc[0]) == 16
+    assert videos.scanned_at.notna().all() and isinstance(videos.scanned_at.iloc[0], pd.Timestamp)
+
+
+def test_threshold_and_aggregate_options_change_labels(
+    ray_session, video_dir, checkpoint, tmp_path
+):
+    for threshold, label in (("0", "fake"), ("1", "real")):
+        out = tmp_path / threshold
+        result = CliRunner().invoke(
+            cli,
+            [
+                "scan", str(video_dir / "nested"), "--out", str(out), "--checkpoint", checkpoint,
+                "--frames", "2", "--threshold", threshold, "--aggregate", "max", "--quiet",
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        ok = load_videos(str(out)).query("status == 'ok'")
+        assert len(ok) == 2 and (ok.label == label).all()
+
+
+def test_missing_folder_exits_2(checkpoint, tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["scan", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--checkpoint", checkpoint],
+    )
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", None], ids=["empty", "garbage", "missing"])
+def test_unusable_checkpoint_exits_2_and_writes_nothing(video_dir, tmp_path, content):
+    ckpt = tmp_path / "bad.pt"
+    if content is not None:
+        ckpt.write_bytes(content)
+    report = tmp_path / "report"
+    result = CliRunner().invoke(
+        cli, ["scan", str(video_dir), "--out", str(report), "--checkpoint", str(ckpt)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "checkpoint" in result.output
+    assert not report.exists()
+
+
+def test_decoding_runs_as_its_own_task_stage_not_inside_the_scoring_actors(
+    ray_session, video_dir, checkpoint
+):
+    from jobs.scan import build_dataset
+    from pipeline.config import ScanConfig
+    from pipeline.discover import discover
+    from pipeline.model import load_checkpoint
+
+    cfg = ScanConfig(str(video_dir / "nested"), "unused", checkpoint, frames=1)
+    rows = [r.to_row() for r in discover(cfg.video_dir)]
+    ds = build_dataset(cfg, load_checkpoint(checkpoint), rows, threshold=0.5)
+    assert sum(len(b["path"]) for b in ds.iter_batches(batch_size=None)) == 2
+    stats = ds.stats()
+    # Fused, the plan would hold one operator 'Map(extract_row)->MapBatches(ScoreActor)'.
+    assert "Map(extract_row):" in stats and "MapBatches(ScoreActor):" in stats
+    assert "->MapBatches" not in stats

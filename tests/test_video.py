@@ -1,0 +1,115 @@
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.video import (
+    SEEK_GAP,
+    VideoError,
+    open_video,
+    probe,
+    sample_frames,
+    sample_indices,
+)
+
+
+def test_sample_indices_spread_evenly_and_avoid_the_ends():
+    idx = sample_indices(100, 4)
+    assert idx == [12, 37, 62, 87]
+    assert sample_indices(3, 10) == [0, 1, 2]
+    assert sample_indices(1, 32) == [0]
+    assert sample_indices(0, 5) == []
+
+
+class FakeCapture:
+    """A capture over `true_count` frames whose pixel value is the frame index."""
+
+    def __init__(self, true_count: int):
+        self.true_count = true_count
+        self.pos = 0
+        self.decoded = 0
+
+    def grab(self):
+        if self.pos >= self.true_count:
+            return False
+        self.pos += 1
+        self.decoded += 1
+        return True
+
+    def read(self):
+        if not self.grab():
+            return False, None
+        return True, np.full((4, 4, 3), (self.pos - 1) % 256, np.uint8)
+
+    def set(self, prop, value):
+        assert prop == cv2.CAP_PROP_POS_FRAMES
+        self.pos = int(value)
+        return True
+
+    def release(self):
+        pass
+
+
+def run(true_count, reported, n):
+    caps = []
+
+    def opener():
+        caps.append(FakeCapture(true_count))
+        return caps[-1]
+
+    frames = list(sample_frames(opener, n, reported))
+    for index, frame in frames:
+        assert frame[0, 0, 0] == index % 256  # the frame really is the one its index says
+    return [i for i, _ in frames], caps
+
+
+def test_correct_count_reads_only_what_it_needs():
+    got, caps = run(true_count=50, reported=50, n=5)
+    assert got == [5, 15, 25, 35, 45]
+    assert len(caps) == 1
+    assert caps[0].decoded == 46  # stopped at the last wanted frame
+
+
+def test_far_apart_frames_are_reached_by_seeking():
+    got, caps = run(true_count=SEEK_GAP * 20, reported=SEEK_GAP * 20, n=4)
+    assert len(got) == 4
+    assert caps[0].decoded < SEEK_GAP * 2
+
+
+def test_missing_count_is_counted():
+    got, _ = run(true_count=30, reported=0, n=3)
+    assert got == [5, 15, 25]
+
+
+def test_count_too_high_still_covers_the_video_with_at_most_n_frames():
+    got, _ = run(true_count=40, reported=100, n=8)  # e.g. a truncated file
+    assert len(got) == 8
+    assert len(set(got)) == 8
+    assert max(got) >= 30  # the end of what really exists is sampled, not only its start
+
+
+def test_count_too_low_samples_what_it_was_told():
+    got, _ = run(true_count=100, reported=10, n=5)
+    assert got == [1, 3, 5, 7, 9]
+
+
+def test_real_video_frames_match_their_indices(tmp_path):
+    # Frame brightness encodes the index, so a wrong seek shows as a wrong brightness.
+    path = str(tmp_path / "ramp.mp4")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    total = SEEK_GAP * 3
+    for i in range(total):
+        writer.write(np.full((48, 64, 3), i % 250, np.uint8))
+    writer.release()
+    info = probe(open_video(path))
+    assert (info.frame_count, info.width, info.height) == (total, 64, 48)
+    got = list(sample_frames(lambda: open_video(path), 4, info.frame_count))
+    assert [i for i, _ in got] == sample_indices(total, 4)
+    for index, frame in got:
+        assert abs(float(frame.mean()) - index % 250) < 4
+
+
+def test_not_a_video_raises_video_error(tmp_path):
+    path = tmp_path / "text.mp4"
+    path.write_text("not a video")
+    with pytest.raises(VideoError, match="cannot open"):
+        open_video(str(path))
