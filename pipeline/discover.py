@@ -75,6 +75,12 @@ def fingerprint_file(path: str, size: int, mtime_ns: int) -> str:
 def describe_file(path: str) -> VideoRef:
     """Stat and fingerprint one file; never raises for a bad file, returns its error instead."""
     try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        # Reports hold paths as UTF-8 text; a name in another encoding is reported, escaped.
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return VideoRef(shown, 0, None, "", error="file name is not valid UTF-8: rename the file")
+    try:
         st = os.stat(path)  # follows symlinks: a dangling one fails here
     except FileNotFoundError:
         reason = "dangling symlink" if os.path.islink(path) else "file vanished before it was read"

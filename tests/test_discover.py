@@ -35,6 +35,15 @@ def test_missing_folder_is_an_error(tmp_path):
         find_videos(tmp_path / "nope")
 
 
+def test_file_name_that_is_not_utf8_becomes_an_error_reference(tmp_path):
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp4"), "wb") as f:
+        f.write(b"x")
+    (ref,) = discover(tmp_path)
+    assert "not valid UTF-8" in ref.error
+    assert ref.path.endswith("caf\\xe9.mp4")
+    ref.path.encode("utf-8")  # storable as report text
+
+
 def test_dangling_symlink_becomes_an_error_reference(tmp_path):
     os.symlink(tmp_path / "gone.mp4", tmp_path / "link.mp4")
     (ref,) = discover(tmp_path)
