@@ -7,7 +7,7 @@ import json
 import click
 
 from pipeline.config import AGGREGATES, VIDEO_EXTENSIONS, ScanConfig
-from pipeline.model import CheckpointError
+from pipeline.model import CheckpointError, load_checkpoint
 
 
 class InputError(click.ClickException):
@@ -93,6 +93,207 @@ def scan(
     except (CheckpointError, NotADirectoryError, ValueError) as exc:
         raise InputError(str(exc)) from exc
     click.echo(json.dumps(summary) if as_json else summary_line(summary, report_dir))
+
+
+@cli.command("extract-faces")
+@click.argument("video_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, help="Face set folder to write.")
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV of path,label (real/fake or 0/1). [default: VIDEO_DIR/{real,fake}/]",
+)
+@click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
+@click.option("--max-faces", default=1, show_default=True, help="Faces kept per frame.")
+@click.option("--image-size", default=224, show_default=True, help="Crop size in pixels.")
+@click.option("--margin", default=0.2, show_default=True, help="Border around the face box.")
+@click.option(
+    "--val-fraction",
+    default=0.0,
+    show_default=True,
+    help="Put this fraction of the videos (whole videos) into val/, the rest in train/.",
+)
+@click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
+def extract_faces(
+    video_dir, out_dir, labels_csv, frames, max_faces, image_size, margin, val_fraction, address
+):
+    """Crop faces from labelled videos for training, with exactly the scan's code.
+
+    \b
+    Example:
+        deepfake extract-faces ~/clips --out ~/faces --val-fraction 0.2
+    reads ~/clips/real/** and ~/clips/fake/**, writes ~/faces/{train,val}/{real,fake}/*.png,
+    ~/faces/manifest.parquet (source video, frame, box) and ~/faces/preprocess.json.
+    """  # fmt: skip
+    from jobs.extract import run_extract
+    from pipeline.config import Preprocess
+
+    try:
+        summary = run_extract(
+            video_dir,
+            out_dir,
+            Preprocess(input_size=image_size, margin=margin),
+            labels_csv=labels_csv,
+            frames=frames,
+            max_faces=max_faces,
+            val_fraction=val_fraction,
+            address=address,
+        )
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise InputError(str(exc)) from exc
+    click.echo(json.dumps(summary))
+
+
+@cli.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "run_dir", required=True, help="Run folder: checkpoints and metrics.")
+@click.option(
+    "--val",
+    "val_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Validation {real,fake} folder. [default: DATA_DIR/val]",
+)
+@click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
+@click.option(
+    "--gpus",
+    "gpus_per_worker",
+    default=1.0,
+    show_default=True,
+    help="GPUs per worker, when the cluster has GPUs.",
+)
+@click.option(
+    "--cpus",
+    "cpus_per_worker",
+    default=1,
+    show_default=True,
+    help="CPUs per worker (data loading uses all but one).",
+)
+@click.option("--epochs-frozen", default=2, show_default=True, help="Phase 1: head only.")
+@click.option("--epochs-full", default=10, show_default=True, help="Phase 2: all layers.")
+@click.option(
+    "--pretrained",
+    default="none",
+    show_default=True,
+    help="Start from: none (random), imagenet, or a weights file.",
+)
+@click.option("--image-size", default=224, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, help="Per worker.")
+@click.option("--lr", default=1e-3, show_default=True, help="Phase 1 learning rate.")
+@click.option("--lr-full", type=float, default=None, help="Phase 2 learning rate. [default: lr/10]")
+@click.option("--weight-decay", default=0.05, show_default=True)
+@click.option(
+    "--augment",
+    type=click.Choice(["standard", "light", "none"]),
+    default="standard",
+    show_default=True,
+)
+@click.option(
+    "--no-resize",
+    is_flag=True,
+    help="Crop at native resolution instead of resizing (keeps high frequencies).",
+)
+@click.option("--self-blend", is_flag=True, help="Add self-blended fakes made from real faces.")
+@click.option("--seed", default=0, show_default=True)
+def train(
+    data_dir,
+    run_dir,
+    val_dir,
+    workers,
+    gpus_per_worker,
+    cpus_per_worker,
+    epochs_frozen,
+    epochs_full,
+    pretrained,
+    image_size,
+    batch_size,
+    lr,
+    lr_full,
+    weight_decay,
+    augment,
+    no_resize,
+    self_blend,
+    seed,
+):
+    """Train the real/fake classifier on Ray Train; run it again to resume.
+
+    DATA_DIR holds train/{real,fake}/ and val/{real,fake}/ images (or {real,fake}/ with --val).
+
+    \b
+    Example:
+        deepfake train ~/faces --out runs/r1 --epochs-frozen 2 --epochs-full 10
+        deepfake scan ~/footage --out ~/reports --checkpoint runs/r1/best.pt
+    """  # fmt: skip
+    from jobs.train import run_training
+    from pipeline.config import TrainConfig
+
+    try:
+        cfg = TrainConfig(
+            data_dir=data_dir,
+            run_dir=run_dir,
+            val_dir=val_dir,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            cpus_per_worker=cpus_per_worker,
+            epochs_frozen=epochs_frozen,
+            epochs_full=epochs_full,
+            pretrained=None if pretrained == "none" else pretrained,
+            image_size=image_size,
+            batch_size=batch_size,
+            lr=lr,
+            lr_full=lr_full,
+            weight_decay=weight_decay,
+            augment=augment,
+            resize=not no_resize,
+            self_blend=self_blend,
+            seed=seed,
+        )
+        best = run_training(cfg)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    click.echo(json.dumps(best))
+
+
+@cli.command()
+@click.argument("data_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", help="Checkpoint to evaluate on DATA_DIR's {real,fake} images.")
+@click.option("--report", "report_dir", help="A scan report to evaluate instead, with --labels.")
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV of path,label for --report.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Fake at or above this. [default: the checkpoint's, or 0.5 for a report]",
+)
+def evaluate(data_dir, checkpoint, report_dir, labels_csv, threshold):
+    """Print accuracy, AUC, EER, threshold and the confusion matrix as JSON.
+
+    \b
+    Examples:
+        deepfake evaluate --checkpoint runs/r1/best.pt ~/faces/val
+        deepfake evaluate --report ~/reports/footage --labels labels.csv
+    """  # fmt: skip
+    from pipeline import evaluation
+
+    try:
+        if report_dir:
+            if not labels_csv:
+                raise click.UsageError("--report needs --labels")
+            if threshold is None and checkpoint:
+                threshold = float(load_checkpoint(checkpoint)["threshold"])
+            result = evaluation.evaluate_report(report_dir, labels_csv, threshold or 0.5)
+        else:
+            if not (checkpoint and data_dir):
+                raise click.UsageError("give --checkpoint and DATA_DIR, or --report and --labels")
+            result = evaluation.evaluate_images(checkpoint, data_dir, threshold=threshold)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    click.echo(json.dumps(result, indent=2))
 
 
 def main() -> None:

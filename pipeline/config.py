@@ -77,3 +77,54 @@ class ScanConfig:
             raise ValueError("threshold must lie between 0 and 1")
         if self.batch_videos < 1:
             raise ValueError("batch_videos must be at least 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. Saved in every checkpoint, so a run can be resumed and audited."""
+
+    data_dir: str
+    run_dir: str
+    val_dir: str | None = None  # None: DATA_DIR/val
+    arch: str = "resnet50"
+    pretrained: str | None = None  # None | "imagenet" | path
+    image_size: int = 224
+    epochs_frozen: int = 2  # phase 1: the head on a frozen backbone
+    epochs_full: int = 10  # phase 2: all layers
+    batch_size: int = 32
+    lr: float = 1e-3  # phase 1
+    lr_full: float | None = None  # phase 2; None: lr / 10
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.5  # linear warm-up at the start of each phase
+    augment: str = "standard"  # standard | light | none
+    resize: bool = True  # False: random crops at native resolution, no resampling
+    self_blend: bool = False
+    self_blend_fraction: float = 1.0  # extra fakes per real face, when self_blend
+    workers: int = 1
+    gpus_per_worker: float = 1.0  # used when the cluster has GPUs
+    cpus_per_worker: int = 1
+    cache_images: bool = True  # decode every image once and keep it in memory
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (
+            self.epochs_frozen < 0
+            or self.epochs_full < 0
+            or self.epochs_frozen + self.epochs_full < 1
+        ):
+            raise ValueError("train for at least one epoch (--epochs-frozen + --epochs-full)")
+        if self.augment not in ("standard", "light", "none"):
+            raise ValueError("augment must be standard, light or none")
+        if self.image_size < 32:
+            raise ValueError("image_size must be at least 32")
+
+    @property
+    def epochs(self) -> int:
+        return self.epochs_frozen + self.epochs_full
+
+    @property
+    def phase2_lr(self) -> float:
+        return self.lr_full if self.lr_full is not None else self.lr / 10.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

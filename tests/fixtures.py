@@ -57,3 +57,23 @@ def write_video(
         writer.write(frame)
     writer.release()
     return path
+
+
+def write_face_images(folder, n_real: int = 8, n_fake: int = 8, size: int = 64, seed: int = 0):
+    """folder/real: jittered crops of a real face photo; folder/fake: self-blended versions."""
+    from pipeline.selfblend import self_blend
+
+    rng = np.random.default_rng(seed)
+    photo = face_photo()
+    h, w = photo.shape[:2]
+    for label, n in (("real", n_real), ("fake", n_fake)):
+        os.makedirs(os.path.join(folder, label), exist_ok=True)
+        for i in range(n):
+            side = int(min(h, w) * rng.uniform(0.7, 0.95))
+            x, y = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
+            img = cv2.resize(photo[y : y + side, x : x + side], (size, size))
+            img = np.clip(img * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+            if label == "fake":
+                img = self_blend(img, rng)
+            cv2.imwrite(os.path.join(folder, label, f"{i:03d}.png"), img)
+    return str(folder)

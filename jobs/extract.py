@@ -1,0 +1,67 @@
+"""The face-extraction job: labelled videos -> face crops for training, on Ray Data, with the
+scan's own extraction stage (jobs.scan.extract_row)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+
+import ray
+
+from jobs.scan import EXTRACT_MEMORY, MAX_BLOCKS, extract_row, init_ray
+from pipeline.config import Preprocess
+from pipeline.discover import describe_files
+from pipeline.faceset import FaceSetWriter, labelled_videos
+
+
+def run_extract(
+    video_dir: str,
+    out_dir: str,
+    preprocess: Preprocess,
+    *,
+    labels_csv: str | None = None,
+    frames: int = 32,
+    max_faces: int = 1,
+    val_fraction: float = 0.0,
+    address: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    videos = labelled_videos(video_dir, labels_csv)
+    label_of = dict(videos)
+    refs = [r.to_row() for r in describe_files([p for p, _ in videos])]
+    writer = FaceSetWriter(out_dir, preprocess, val_fraction)
+    counts: Counter = Counter()
+    init_ray(address)
+    ds = ray.data.from_items(refs, override_num_blocks=min(len(refs), MAX_BLOCKS)).map(
+        extract_row,
+        fn_kwargs={
+            "preprocess": preprocess.to_dict(),
+            "frames": frames,
+            "max_faces": max_faces,
+        },
+        num_cpus=1,
+        memory=EXTRACT_MEMORY,
+    )
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for i in range(len(batch["path"])):
+            row = {k: v[i] for k, v in batch.items()}
+            counts["videos"] += 1
+            counts[str(row["status"])] += 1
+            if row["status"] == "error":
+                log(f"skipped {row['path']}: {row['error']}")
+                continue
+            counts[f"faces_{label_of[str(row['path'])]}"] += writer.add(
+                row, label_of[str(row["path"])]
+            )
+    manifest = writer.close()
+    return {
+        "videos": counts["videos"],
+        "ok": counts["ok"],
+        "no_face": counts["no_face"],
+        "error": counts["error"],
+        "faces_real": counts["faces_real"],
+        "faces_fake": counts["faces_fake"],
+        "manifest": manifest,
+    }

@@ -1,0 +1,322 @@
+"""The training job on Ray Train: phase 1 trains the head on a frozen backbone, phase 2 all
+layers at a lower learning rate. After every epoch, rank 0 writes RUN_DIR/last.pt (model,
+optimizer, scheduler, scaler, epoch, phase, metrics, history, config, preprocessing) and, when
+validation AUC improves, RUN_DIR/best.pt with the threshold chosen on validation. Running the
+same command again resumes after the last finished epoch.
+
+RUN_DIR must be reachable by the rank-0 worker: local runs trivially; on a cluster, a shared
+filesystem. Run it with `deepfake train` or
+    ray job submit --working-dir . -- python -m jobs.train DATA_DIR --out RUN_DIR
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from jobs.scan import init_ray
+from pipeline.config import Preprocess, TrainConfig
+from pipeline.metrics import choose_threshold, summary
+from pipeline.model import build_model, load_checkpoint, save_checkpoint
+from pipeline.training import (
+    FaceImages,
+    build_transform,
+    list_images,
+    make_optimizer,
+    make_scheduler,
+    predict,
+    set_phase,
+    train_one_epoch,
+)
+
+METRIC_COLUMNS = (
+    "epoch",
+    "phase",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_auc",
+    "val_eer",
+    "threshold",
+    "seconds",
+)
+# Settings that cannot change when a run is resumed; epochs, learning rates and the like can.
+FIXED_ON_RESUME = ("arch", "image_size", "resize")
+
+
+def split_dirs(cfg: TrainConfig) -> tuple[str, str]:
+    """(train folder, validation folder) of a data set laid out as DATA_DIR/{train,val}/
+    {real,fake}, or DATA_DIR/{real,fake} with --val."""
+    train = os.path.join(cfg.data_dir, "train")
+    if not os.path.isdir(train):
+        train = cfg.data_dir
+    val = cfg.val_dir or os.path.join(cfg.data_dir, "val")
+    if not os.path.isdir(val):
+        raise FileNotFoundError(
+            f"no validation folder: expected {val}/{{real,fake}} (or give --val DIR)"
+        )
+    return train, val
+
+
+def preprocess_for(cfg: TrainConfig) -> Preprocess:
+    """The scan's preprocessing, at the trained input size; the extraction settings of the
+    training faces win when FACES_DIR/preprocess.json (written by extract-faces) says them."""
+    import json
+
+    for folder in (cfg.data_dir, os.path.dirname(os.path.normpath(cfg.data_dir))):
+        path = os.path.join(folder, "preprocess.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                extracted = Preprocess.from_dict(json.load(f))
+            return Preprocess.from_dict({**extracted.to_dict(), "input_size": cfg.image_size})
+    return Preprocess(input_size=cfg.image_size)
+
+
+def phase_of(cfg: TrainConfig, epoch: int) -> str:
+    return "frozen" if epoch < cfg.epochs_frozen else "full"
+
+
+def phase_epochs(cfg: TrainConfig, phase: str) -> int:
+    return cfg.epochs_frozen if phase == "frozen" else cfg.epochs_full
+
+
+def _atomic_text(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_metrics(run_dir: str, history: list[dict]) -> None:
+    """metrics.csv and curves.png, rewritten whole from the checkpoint's history, so they
+    always agree with last.pt (also after a resume)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k) for k in METRIC_COLUMNS})
+    _atomic_text(os.path.join(run_dir, "metrics.csv"), buf.getvalue())
+    plot_curves(history, os.path.join(run_dir, "curves.png"))
+
+
+def plot_curves(history: list[dict], path: str) -> None:
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(10, 4), dpi=100)
+    loss_ax, score_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    loss_ax.plot(epochs, [h["val_loss"] for h in history], "o-", label="val loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.legend()
+    for key in ("val_accuracy", "val_auc"):
+        score_ax.plot(epochs, [h[key] for h in history], "o-", label=key)
+    score_ax.plot(epochs, [h["val_eer"] for h in history], "o-", label="val_eer")
+    score_ax.set_xlabel("epoch")
+    score_ax.set_ylim(0, 1.02)
+    score_ax.legend()
+    frozen = [h["epoch"] for h in history if h["phase"] == "frozen"]
+    for ax in (loss_ax, score_ax):
+        if frozen:
+            ax.axvspan(min(frozen) - 0.5, max(frozen) + 0.5, color="0.9", label="frozen")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+def load_resume_state(cfg: TrainConfig) -> dict | None:
+    path = os.path.join(cfg.run_dir, "last.pt")
+    if not os.path.exists(path):
+        return None
+    state = load_checkpoint(path)
+    old = state.get("config", {})
+    changed = [k for k in FIXED_ON_RESUME if old.get(k) != getattr(cfg, k)]
+    if changed:
+        raise ValueError(
+            f"{path} was trained with other {', '.join(changed)}; "
+            "use a new --out folder or the same settings"
+        )
+    return state
+
+
+def train_loop(loop_config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    cfg = TrainConfig(**loop_config["cfg"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.seed + rank)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, cfg.cpus_per_worker))
+    preprocess = Preprocess.from_dict(loop_config["preprocess"])
+    train_dir, val_dir = split_dirs(cfg)
+    train_set = FaceImages(
+        list_images(train_dir),
+        build_transform(cfg, preprocess, train=True),
+        blend_fraction=cfg.self_blend_fraction if cfg.self_blend else 0.0,
+        cache=cfg.cache_images,
+    )
+    loader_workers = max(0, cfg.cpus_per_worker - 1)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=len(train_set) >= 2 * cfg.batch_size * world,
+        num_workers=loader_workers,
+        persistent_workers=loader_workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+    # Ray adds a DistributedSampler (a shard per worker, reshuffled every epoch) and moves
+    # batches to this worker's device.
+    train_loader = ray.train.torch.prepare_data_loader(train_loader, move_to_device=False)
+    val_loader = None
+    if rank == 0:  # rank 0 alone validates, on the whole set
+        val_set = FaceImages(
+            list_images(val_dir), build_transform(cfg, preprocess, False), cache=cfg.cache_images
+        )
+        val_loader = DataLoader(val_set, batch_size=cfg.batch_size * 2, num_workers=loader_workers)
+
+    model = build_model(cfg.arch, cfg.pretrained)
+    state = load_resume_state(cfg)
+    start_epoch, history, best_auc = 0, [], -math.inf
+    if state is not None:
+        model.load_state_dict(state["model"])
+        start_epoch = int(state["epoch"]) + 1
+        history = list(state.get("history", []))
+        best_auc = float(state.get("best_auc", -math.inf))
+        if rank == 0:
+            print(f"resuming after epoch {state['epoch']} from {cfg.run_dir}/last.pt", flush=True)
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    criterion = nn.BCEWithLogitsLoss()
+    steps_per_epoch = len(train_loader)
+    phase, ddp, optimizer, scheduler = None, None, None, None
+
+    for epoch in range(start_epoch, cfg.epochs):
+        started = time.monotonic()
+        if phase_of(cfg, epoch) != phase:
+            phase = phase_of(cfg, epoch)
+            set_phase(model, phase)
+            lr = cfg.lr if phase == "frozen" else cfg.phase2_lr
+            # A new DDP wrapper per phase: DDP fixes the set of trainable parameters at wrap.
+            ddp = ray.train.torch.prepare_model(model, move_to_device=False)
+            optimizer = make_optimizer(model, lr, cfg.weight_decay)
+            scheduler = make_scheduler(
+                optimizer, steps_per_epoch, phase_epochs(cfg, phase), cfg.warmup_epochs
+            )
+            if state is not None and state.get("phase") == phase and epoch == start_epoch:
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+        set_phase(model, phase)
+        train_loss = train_one_epoch(ddp, criterion, optimizer, scheduler, train_loader, device)
+        metrics = {"epoch": epoch, "phase": phase}
+        if rank == 0:
+            labels, scores, val_loss = predict(model, val_loader, device)
+            threshold = choose_threshold(labels, scores)
+            s = summary(labels, scores, threshold)
+            metrics.update(
+                lr=optimizer.param_groups[0]["lr"],
+                train_loss=train_loss,
+                val_loss=val_loss,
+                val_accuracy=s["accuracy"],
+                val_auc=s["auc"],
+                val_eer=s["eer"],
+                threshold=threshold,
+                seconds=round(time.monotonic() - started, 2),
+            )
+            history.append(metrics)
+            improved = not math.isnan(s["auc"]) and s["auc"] > best_auc
+            best_auc = s["auc"] if improved else best_auc
+            common = {
+                "preprocess": preprocess,
+                "arch": cfg.arch,
+                "threshold": threshold,
+                "epoch": epoch,
+                "phase": phase,
+                "metrics": metrics,
+                "config": cfg.to_dict(),
+            }
+            if improved:  # best.pt first: last.pt then never points past a missing best
+                save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), model, **common)
+            save_checkpoint(
+                os.path.join(cfg.run_dir, "last.pt"),
+                model,
+                **common,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler={},  # bf16 autocast needs no loss scaling
+                history=history,
+                best_auc=best_auc,
+            )
+            write_metrics(cfg.run_dir, history)
+            print(
+                f"epoch {epoch} ({phase}): train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+                f"acc {s['accuracy']:.4f}, auc {s['auc']:.4f}, eer {s['eer']:.4f}",
+                flush=True,
+            )
+        ray.train.report(metrics)
+
+
+def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> dict:
+    """Train (or resume) and return the best epoch's metrics."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    cfg = TrainConfig(**{**cfg.to_dict(), "run_dir": os.path.abspath(cfg.run_dir)})
+    split_dirs(cfg)  # fail early, on the driver, with a clear message
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    state = load_resume_state(cfg)
+    if state is not None and int(state["epoch"]) + 1 >= cfg.epochs:
+        log(f"{cfg.run_dir} already finished {cfg.epochs} epochs; nothing to do")
+        return best_metrics(cfg.run_dir)
+    if cfg.pretrained == "imagenet":
+        build_model(cfg.arch, "imagenet")  # offline: fail here, with where to put the file
+    init_ray()
+    use_gpu = ray.cluster_resources().get("GPU", 0) >= cfg.gpus_per_worker * cfg.workers > 0
+    resources = {"CPU": cfg.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = cfg.gpus_per_worker
+    else:
+        log("no GPU found: training on CPU, which is slow")
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": cfg.to_dict(), "preprocess": preprocess_for(cfg).to_dict()},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name="ray",
+            storage_path=cfg.run_dir,
+            # A worker that dies (OOM, lost node) restarts the group; the loop resumes from
+            # last.pt, so at most the epoch in progress is repeated.
+            failure_config=ray.train.FailureConfig(max_failures=2),
+        ),
+    )
+    trainer.fit()
+    return best_metrics(cfg.run_dir)
+
+
+def best_metrics(run_dir: str) -> dict:
+    best = load_checkpoint(os.path.join(run_dir, "best.pt"))
+    return {**best["metrics"], "checkpoint": os.path.join(run_dir, "best.pt")}
+
+
+if __name__ == "__main__":
+    from jobs.cli import train
+
+    train(prog_name="python -m jobs.train")

@@ -1,0 +1,42 @@
+"""Evaluate a checkpoint on a {real,fake} image folder, or a scan report against video labels."""
+
+from __future__ import annotations
+
+import os
+
+from torch.utils.data import DataLoader
+
+from pipeline.faceset import labelled_videos
+from pipeline.metrics import summary
+from pipeline.model import load_checkpoint, model_from_checkpoint
+from pipeline.reports import load_videos
+from pipeline.scoring import default_device
+from pipeline.training import FaceImages, eval_transform, list_images, predict
+
+
+def evaluate_images(
+    checkpoint: str, data_dir: str, batch_size: int = 64, threshold: float | None = None
+) -> dict:
+    ckpt = load_checkpoint(checkpoint)
+    device = default_device()
+    model = model_from_checkpoint(ckpt).to(device)
+    resize = ckpt.get("config", {}).get("resize", True)
+    dataset = FaceImages(list_images(data_dir), eval_transform(ckpt["preprocess"], resize))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(4, os.cpu_count() or 1))
+    labels, scores, _ = predict(model, loader, device)
+    threshold = float(ckpt["threshold"]) if threshold is None else threshold
+    return {**summary(labels, scores, threshold), "model_id": ckpt["model_id"]}
+
+
+def evaluate_report(report_dir: str, labels_csv: str, threshold: float = 0.5) -> dict:
+    """Video-level figures of a scan report. Videos the scan could not score (no face, error)
+    are counted, not guessed: they are left out of the metrics."""
+    truth = {os.path.abspath(p): label for p, label in labelled_videos("", labels_csv)}
+    videos = load_videos(report_dir)
+    videos = videos[videos.path.isin(truth)]
+    scored = videos[videos.status == "ok"]
+    labels = [1 if truth[p] == "fake" else 0 for p in scored.path]
+    out = summary(labels, scored.fake_score.to_numpy(dtype=float), threshold)
+    out["unscored"] = int(len(videos) - len(scored))
+    out["missing_from_report"] = int(len(truth) - len(videos))
+    return out

@@ -1,0 +1,229 @@
+"""Training pieces, plain PyTorch: face image folders, augmentation, one epoch, evaluation.
+
+Folders hold `real/` and `fake/` images (any depth below them). Label 1 = fake. The Ray Train job
+(jobs/train.py) wires these together across workers; tests use them directly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from pipeline.config import Preprocess, TrainConfig
+from pipeline.model import set_backbone_trainable
+from pipeline.selfblend import self_blend
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+CLASSES = ("real", "fake")  # index = label
+CACHE_LIMIT_BYTES = 4 * 1024**3
+
+
+def list_images(folder: str | os.PathLike) -> list[tuple[str, int]]:
+    """(path, label) for every image under folder/real and folder/fake, sorted."""
+    folder = os.fspath(folder)
+    items = []
+    for label, name in enumerate(CLASSES):
+        root = os.path.join(folder, name)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"expected a {name}/ folder of images in {folder}")
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    items.append((os.path.join(dirpath, f), label))
+    items.sort()
+    counts = [sum(1 for _, y in items if y == k) for k in (0, 1)]
+    if min(counts) == 0:
+        raise FileNotFoundError(
+            f"{folder}: need images of both classes, found {counts[0]} real and {counts[1]} fake"
+        )
+    return items
+
+
+def load_image(path: str) -> torch.Tensor:
+    """(3, H, W) uint8 RGB. OpenCV decodes (torchvision.io's decoders are deprecated)."""
+    img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot decode image {path}")
+    return torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous()
+
+
+def build_transform(cfg: TrainConfig, preprocess: Preprocess, train: bool) -> v2.Compose:
+    """Augmentation for deepfake training: flips, mild crops, colour, blur and JPEG
+    re-compression (`standard`); flips and mild crops (`light`); none. With `resize=False` the
+    image keeps its native resolution and crops are cut without resampling, which keeps the
+    high-frequency traces that generators leave and that resizing destroys."""
+    if not train:
+        return eval_transform(preprocess, cfg.resize)
+    size = cfg.image_size
+    steps: list = []
+    if not cfg.resize:
+        steps.append(v2.RandomCrop(size, pad_if_needed=True))
+    elif cfg.augment != "none":
+        steps.append(v2.RandomResizedCrop(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)))
+    else:
+        steps += [v2.Resize(size), v2.CenterCrop(size)]
+    if cfg.augment != "none":
+        steps.append(v2.RandomHorizontalFlip())
+    if cfg.augment == "standard":
+        steps += [
+            v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.2, 0.02)], p=0.5),
+            v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
+            v2.RandomApply([v2.JPEG((50, 95))], p=0.3),
+        ]
+    return v2.Compose(steps + _to_model_input(preprocess))
+
+
+def _to_model_input(preprocess: Preprocess) -> list:
+    return [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(preprocess.mean), list(preprocess.std)),
+    ]
+
+
+def eval_transform(preprocess: Preprocess, resize: bool = True) -> v2.Compose:
+    """Validation and evaluation: the input size, centred, no augmentation."""
+    size = preprocess.input_size
+    steps = [v2.Resize(size), v2.CenterCrop(size)] if resize else [v2.CenterCrop(size)]
+    return v2.Compose(steps + _to_model_input(preprocess))
+
+
+class FaceImages(Dataset):
+    """Images with labels; optionally `blend_fraction` x (number of real images) extra
+    self-blended fakes made on the fly from the real ones (a new blend every epoch)."""
+
+    def __init__(
+        self,
+        items: list[tuple[str, int]],
+        transform=None,
+        blend_fraction: float = 0.0,
+        cache: bool = False,
+    ):
+        self.items = items
+        self.transform = transform
+        self.reals = [i for i, (_, y) in enumerate(items) if y == 0]
+        self.n_blend = round(blend_fraction * len(self.reals))
+        self.cache: list[torch.Tensor] | None = None
+        if cache and items and self._cache_bytes() <= CACHE_LIMIT_BYTES:
+            # Decoded once, before DataLoader workers fork, so they share the memory.
+            self.cache = [load_image(p) for p, _ in items]
+
+    def _cache_bytes(self) -> int:
+        return load_image(self.items[0][0]).numel() * len(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items) + self.n_blend
+
+    def labels(self) -> np.ndarray:
+        return np.array([y for _, y in self.items] + [1] * self.n_blend, np.int64)
+
+    def _image(self, i: int) -> torch.Tensor:
+        return self.cache[i] if self.cache is not None else load_image(self.items[i][0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if i < len(self.items):
+            img, label = self._image(i), self.items[i][1]
+        else:
+            real = self.reals[(i - len(self.items)) % len(self.reals)]
+            # Seeded from torch's generator, which DataLoader seeds per worker and epoch.
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            hwc = self._image(real).permute(1, 2, 0).numpy()
+            img = torch.from_numpy(self_blend(np.ascontiguousarray(hwc), rng)).permute(2, 0, 1)
+            label = 1
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, label
+
+
+def set_phase(model: nn.Module, phase: str) -> None:
+    """'frozen': only the head learns, and the backbone's BatchNorm statistics stay put;
+    'full': everything learns."""
+    frozen = phase == "frozen"
+    set_backbone_trainable(model, not frozen)
+    model.train()
+    if frozen:
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith("fc"):
+                module.eval()
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def make_scheduler(optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float):
+    """Linear warm-up, then cosine decay to 1% of the base rate, stepped every batch."""
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(total - 1, int(warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    loader: Iterable,
+    device: torch.device,
+) -> float:
+    """One pass over `loader`; returns the mean training loss. The caller sets the phase."""
+    device = torch.device(device)
+    total, count = 0.0, 0
+    for images, labels in loader:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True).float()
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(device):
+            logits = model(images).squeeze(1)
+        loss = criterion(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += float(loss.detach()) * len(labels)
+        count += len(labels)
+    return total / max(1, count)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: Iterable, device: torch.device):
+    """(labels, probabilities of fake, mean BCE loss) over `loader`."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    labels, scores, losses = [], [], []
+    for images, y in loader:
+        images = images.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(device):
+            logits = model(images).squeeze(1).float()
+        y = y.to(device).float()
+        losses.append(nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
+        labels.append(y.cpu())
+        scores.append(torch.sigmoid(logits).cpu())
+    model.train(was_training)
+    if not labels:
+        return np.empty(0, np.int64), np.empty(0, np.float32), math.nan
+    y = torch.cat(labels).numpy().astype(np.int64)
+    return y, torch.cat(scores).numpy(), float(torch.stack(losses).sum()) / len(y)

@@ -1,0 +1,211 @@
+"""The Ray Train job, extract-faces and evaluate, end to end on the local Ray."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from fixtures import write_face_images, write_video
+
+from jobs.cli import cli
+from pipeline.model import load_checkpoint, model_from_checkpoint
+from pipeline.reports import ReportWriter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--image-size", "48", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    write_face_images(d / "train", n_real=12, n_fake=12, size=56, seed=1)
+    write_face_images(d / "val", n_real=6, n_fake=6, size=56, seed=2)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(ray_session, data_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    args = ["train", str(data_dir), "--out", str(run), "--epochs-frozen", "1", "--epochs-full", "1"]
+    result = CliRunner().invoke(cli, args + TINY + ["--self-blend"])
+    assert result.exit_code == 0, result.output
+    return run, json.loads(result.output.strip().splitlines()[-1])
+
+
+def test_two_phases_write_checkpoints_and_metrics(trained):
+    run, best = trained
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["epoch"], r["phase"]) for r in rows] == [("0", "frozen"), ("1", "full")]
+    for r in rows:
+        assert 0 <= float(r["val_auc"]) <= 1 and 0 <= float(r["val_eer"]) <= 1
+        assert float(r["train_loss"]) > 0 and float(r["val_loss"]) > 0
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    last = load_checkpoint(run / "last.pt")
+    assert last["epoch"] == 1 and last["phase"] == "full"
+    assert {"optimizer", "scheduler", "scaler", "history", "config", "metrics"} <= set(last)
+    assert last["config"]["self_blend"] is True
+    assert best["checkpoint"] == str(run / "best.pt")
+    assert best["val_auc"] == max(float(r["val_auc"]) for r in rows)
+
+
+def test_best_checkpoint_is_what_the_scan_takes(trained, tmp_path):
+    run, best = trained
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt["preprocess"].input_size == 48
+    assert 0.0 <= ckpt["threshold"] <= 1.0 and ckpt["threshold"] == best["threshold"]
+    model_from_checkpoint(ckpt)  # loads into the architecture
+    write_video(tmp_path / "v" / "a.mp4", frames=6)
+    result = CliRunner().invoke(
+        cli,
+        ["scan", str(tmp_path / "v"), "--out", str(tmp_path / "r"), "--checkpoint",
+         str(run / "best.pt"), "--frames", "2", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_rerunning_a_finished_run_does_nothing(trained, data_dir):
+    run, best = trained
+    before = (run / "last.pt").stat().st_mtime_ns
+    args = ["train", str(data_dir), "--out", str(run), "--epochs-frozen", "1", "--epochs-full", "1"]
+    result = CliRunner().invoke(cli, args + TINY)
+    assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1]) == best
+    assert (run / "last.pt").stat().st_mtime_ns == before
+
+
+def test_killed_run_resumes_at_the_next_epoch_with_its_optimizer_state(data_dir, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "jobs.train", str(data_dir), "--out", str(run),
+           "--epochs-frozen", "0", "--epochs-full", "2", *TINY]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "last.pt").exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 4 minutes"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, at once
+        proc.wait()
+    first = load_checkpoint(run / "last.pt")
+    assert first["epoch"] == 0
+    steps_per_epoch = 24 // 8
+    assert _adam_steps(first) == steps_per_epoch
+
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming after epoch 0" in done.stdout + done.stderr
+    last = load_checkpoint(run / "last.pt")
+    assert last["epoch"] == 1
+    # Restored optimizer state: Adam's step count carries on from the first run's.
+    assert _adam_steps(last) == 2 * steps_per_epoch
+    assert last["scheduler"]["last_epoch"] == 2 * steps_per_epoch
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.epoch) == [0, 1]
+
+
+def _adam_steps(ckpt) -> int:
+    return {int(s["step"]) for s in ckpt["optimizer"]["state"].values()}.pop()
+
+
+def test_evaluate_an_image_folder(trained, data_dir):
+    run, _ = trained
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--checkpoint", str(run / "best.pt"), str(data_dir / "val")]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["n"] == 12 and 0 <= out["accuracy"] <= 1 and 0 <= out["auc"] <= 1
+    assert sum(out["confusion"].values()) == 12
+
+
+def test_evaluate_a_scan_report_against_video_labels(tmp_path):
+    writer = ReportWriter(str(tmp_path / "report"), "run1")
+    truth = {"a.mp4": ("fake", 0.9), "b.mp4": ("real", 0.2), "c.mp4": ("fake", 0.4)}
+    for name, (_, score) in truth.items():
+        writer.add(_scored_row(str(tmp_path / name), score))
+    writer.add(_scored_row(str(tmp_path / "broken.mp4"), float("nan"), status="error"))
+    writer.close()
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "path,label\n"
+        + "".join(f"{n},{label}\n" for n, (label, _) in truth.items())
+        + "broken.mp4,1\nmissing.mp4,0\n"
+    )
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--report", str(tmp_path / "report"), "--labels", str(labels)]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["n"] == 3 and out["accuracy"] == pytest.approx(2 / 3) and out["auc"] == 1.0
+    assert out["unscored"] == 1 and out["missing_from_report"] == 1
+    assert out["confusion"] == {"tn": 1, "fp": 0, "fn": 1, "tp": 1}
+
+
+def _scored_row(path, score, status="ok"):
+    ok = status == "ok"
+    return {
+        "path": path, "status": status, "error": "" if ok else "boom", "fake_score": score,
+        "label": "", "frames_sampled": 1, "frames_with_face": int(ok), "faces_scored": 0,
+        "duration_s": 1.0, "fps": 1.0, "width": 1, "height": 1, "size_bytes": 1,
+        "modified_at": 0.0, "fingerprint": "f", "model_id": "m", "face_meta": b"",
+        "face_scores": b"",
+    }  # fmt: skip
+
+
+def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_path):
+    videos = tmp_path / "videos"
+    for label in ("real", "fake"):
+        for i in range(3):
+            write_video(videos / label / f"{label}{i}.mp4", frames=8)
+    (videos / "fake" / "broken.mp4").write_text("no video")
+    out = tmp_path / "faces"
+    result = CliRunner().invoke(
+        cli,
+        ["extract-faces", str(videos), "--out", str(out), "--frames", "3",
+         "--image-size", "40", "--val-fraction", "0.5"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert (summary["videos"], summary["ok"], summary["error"]) == (7, 6, 1)
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert len(manifest) == summary["faces_real"] + summary["faces_fake"] >= 15
+    assert all((out / p).is_file() for p in manifest.image)
+    assert (manifest.groupby("video").split.nunique() == 1).all()  # a video sits in one split
+    assert set(manifest.split) <= {"train", "val"}
+    assert all(
+        f"/{lab}/" in f"/{img}" for img, lab in zip(manifest.image, manifest.label, strict=True)
+    )
+    assert json.loads((out / "preprocess.json").read_text())["input_size"] == 40
+    crop = np.fromfile(out / manifest.image.iloc[0], np.uint8)
+    assert crop[:4].tobytes() == b"\x89PNG"
+
+
+def test_extract_faces_from_a_labels_csv(ray_session, tmp_path):
+    write_video(tmp_path / "clips" / "x.mp4", frames=4)
+    (tmp_path / "labels.csv").write_text("path,label\nclips/x.mp4,1\n")
+    out = tmp_path / "faces"
+    result = CliRunner().invoke(
+        cli,
+        ["extract-faces", str(tmp_path / "clips"), "--out", str(out),
+         "--labels", str(tmp_path / "labels.csv"), "--frames", "2", "--image-size", "32"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "fake").glob("*.png"))) == 2
+
+
+def test_train_without_validation_data_exits_2(tmp_path):
+    write_face_images(tmp_path / "only", n_real=2, n_fake=2)
+    result = CliRunner().invoke(
+        cli, ["train", str(tmp_path / "only"), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and "validation" in result.output

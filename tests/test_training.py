@@ -1,0 +1,122 @@
+"""Training pieces without Ray: data, augmentation, self-blending, phases, metrics."""
+
+import numpy as np
+import pytest
+import torch
+from fixtures import face_frame, write_face_images
+
+from pipeline.config import Preprocess, TrainConfig
+from pipeline.metrics import auc, choose_threshold, eer, summary
+from pipeline.model import build_model
+from pipeline.selfblend import self_blend
+from pipeline.training import (
+    FaceImages,
+    build_transform,
+    list_images,
+    make_optimizer,
+    make_scheduler,
+    set_phase,
+    train_one_epoch,
+)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    return write_face_images(tmp_path_factory.mktemp("faces"), n_real=6, n_fake=4, size=48)
+
+
+def test_list_images_labels_fake_as_1(faces):
+    items = list_images(faces)
+    assert len(items) == 10 and sum(y for _, y in items) == 4
+    assert all(("/fake/" in p) == bool(y) for p, y in items)
+
+
+def test_list_images_needs_both_classes(tmp_path):
+    write_face_images(tmp_path, n_real=2, n_fake=0)
+    with pytest.raises(FileNotFoundError, match="fake"):
+        list_images(tmp_path)
+
+
+def test_self_blend_changes_the_face_and_keeps_the_border():
+    img = face_frame(128, 128)
+    out = self_blend(img, np.random.default_rng(0))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    diff = np.abs(out.astype(int) - img.astype(int)).mean(axis=2)
+    assert diff[40:90, 40:90].mean() > 2.0  # inside the face mask
+    assert diff[:8, :8].mean() < 0.5 and diff[-8:, -8:].mean() < 0.5  # corners untouched
+
+
+def test_self_blend_adds_fakes_made_from_reals(faces):
+    cfg = TrainConfig(data_dir=faces, run_dir="unused", image_size=40)
+    ds = FaceImages(
+        list_images(faces), build_transform(cfg, Preprocess(input_size=40), True), 1.0, True
+    )
+    assert len(ds) == 10 + 6
+    assert ds.labels().sum() == 4 + 6
+    img, label = ds[15]
+    assert label == 1 and img.shape == (3, 40, 40) and img.dtype == torch.float32
+
+
+@pytest.mark.parametrize("augment", ["standard", "light", "none"])
+@pytest.mark.parametrize("resize", [True, False])
+def test_transforms_give_the_input_size(faces, augment, resize):
+    cfg = TrainConfig(data_dir=faces, run_dir="x", image_size=32, augment=augment, resize=resize)
+    pre = Preprocess(input_size=32)
+    for train in (True, False):
+        img, _ = FaceImages(list_images(faces), build_transform(cfg, pre, train))[0]
+        assert img.shape == (3, 32, 32)
+
+
+def test_native_resolution_crops_do_not_resample(faces):
+    cfg = TrainConfig(data_dir=faces, run_dir="x", image_size=48, resize=False, augment="none")
+    ds = FaceImages(list_images(faces), build_transform(cfg, Preprocess(input_size=48), False))
+    raw = FaceImages(list_images(faces))._image(0).float() / 255.0
+    mean = torch.tensor(Preprocess().mean).view(3, 1, 1)
+    std = torch.tensor(Preprocess().std).view(3, 1, 1)
+    assert torch.allclose(ds[0][0], (raw - mean) / std, atol=1e-5)
+
+
+def test_frozen_phase_trains_only_the_head_and_keeps_batchnorm_statistics(faces):
+    torch.manual_seed(0)
+    model = build_model()
+    cfg = TrainConfig(data_dir=faces, run_dir="x", image_size=32, augment="none")
+    loader = torch.utils.data.DataLoader(
+        FaceImages(list_images(faces), build_transform(cfg, Preprocess(input_size=32), True)),
+        batch_size=5,
+    )
+    set_phase(model, "frozen")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = make_optimizer(model, 1e-2, 0.0)
+    loss = train_one_epoch(
+        model, torch.nn.BCEWithLogitsLoss(), opt, make_scheduler(opt, 2, 1, 0), loader, "cpu"
+    )
+    assert np.isfinite(loss)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("fc.") for k in changed)
+    set_phase(model, "full")
+    assert all(p.requires_grad for p in model.parameters()) and model.training
+
+
+def test_schedule_warms_up_then_decays():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = make_scheduler(opt, steps_per_epoch=10, epochs=2, warmup_epochs=0.5)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < lrs[4] <= 1.0 and lrs[-1] < 0.1
+    assert max(lrs) == pytest.approx(1.0, abs=0.02)
+
+
+def test_metrics():
+    y = [0, 0, 1, 1]
+    assert auc(y, [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert auc(y, [0.9, 0.8, 0.2, 0.1]) == 0.0
+    rate, _ = eer(y, [0.1, 0.6, 0.4, 0.9])
+    assert rate == pytest.approx(0.5)
+    assert 0.2 < choose_threshold(y, [0.1, 0.2, 0.8, 0.9]) <= 0.8
+    s = summary(y, [0.1, 0.6, 0.4, 0.9], threshold=0.5)
+    assert s["n"] == 4 and s["accuracy"] == 0.5
+    assert s["confusion"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
