@@ -7,6 +7,7 @@ import json
 import click
 
 from pipeline.config import AGGREGATES, VIDEO_EXTENSIONS, ScanConfig
+from pipeline.lock import ReportLocked
 from pipeline.model import CheckpointError, load_checkpoint
 
 
@@ -14,6 +15,12 @@ class InputError(click.ClickException):
     """Unusable input (a missing folder, a bad checkpoint): exit status 2, like a usage error."""
 
     exit_code = 2
+
+
+class Busy(click.ClickException):
+    """Another scan is writing to the same report folder: exit status 3."""
+
+    exit_code = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +54,19 @@ def cli():
 )
 @click.option("--batch-size", default=8, show_default=True, help="Videos per scoring batch.")
 @click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
+@click.option("--rescan", is_flag=True, help="Score every video again, also unchanged ones.")
+@click.option(
+    "--flush-seconds",
+    default=15.0,
+    show_default=True,
+    help="Write results at least this often; a crash loses at most this much work.",
+)
+@click.option(
+    "--video-timeout",
+    default=600.0,
+    show_default=True,
+    help="Seconds one video may take to decode before it becomes an error row.",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def scan(
@@ -61,6 +81,9 @@ def scan(
     extensions,
     batch_size,
     address,
+    rescan,
+    flush_seconds,
+    video_timeout,
     quiet,
     as_json,
 ):
@@ -88,10 +111,15 @@ def scan(
             batch_videos=batch_size,
             address=address,
             progress=not quiet,
+            rescan=rescan,
+            flush_seconds=flush_seconds,
+            video_timeout_s=video_timeout,
         )
         summary = run_scan(cfg)
     except (CheckpointError, NotADirectoryError, ValueError) as exc:
         raise InputError(str(exc)) from exc
+    except ReportLocked as exc:
+        raise Busy(str(exc)) from exc
     click.echo(json.dumps(summary) if as_json else summary_line(summary, report_dir))
 
 

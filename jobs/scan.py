@@ -15,15 +15,24 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
 from pipeline.config import Preprocess, ScanConfig
 from pipeline.discover import discover
-from pipeline.extract import extract_video
+from pipeline.isolate import IsolatedExtractor
+from pipeline.lock import ScanLock
 from pipeline.model import load_checkpoint, model_from_checkpoint
-from pipeline.reports import ReportWriter, new_run_id
+from pipeline.reports import (
+    ReportWriter,
+    finished_videos,
+    mark_interrupted_runs,
+    new_run_id,
+    remove_temporary_files,
+    write_run_record,
+)
 from pipeline.scoring import Scorer, default_device, score_batch
 
 PROGRESS_EVERY_S = 10.0
@@ -41,16 +50,30 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        # "local": always a new embedded instance, never a cluster someone left running here.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
 
 
-def extract_row(row: dict, preprocess: dict, frames: int, max_faces: int) -> dict:
-    """Ray Data map stage: one video reference -> one row with its face crops."""
-    import cv2
+_EXTRACTOR: IsolatedExtractor | None = None
 
-    # Ray gives this task one CPU; OpenCV's own thread pool would fight the other tasks.
-    cv2.setNumThreads(1)
-    return extract_video(row, Preprocess.from_dict(preprocess), frames, max_faces)
+
+def extract_row(
+    row: dict, preprocess: dict, frames: int, max_faces: int, timeout_s: float = 600.0
+) -> dict:
+    """Ray Data map stage: one video reference -> one row with its face crops. Decoding runs in
+    a helper process this worker keeps (see pipeline.isolate), so a file that crashes or hangs
+    the decoder becomes an error row instead of killing the task again on every retry."""
+    global _EXTRACTOR
+    if _EXTRACTOR is None or _EXTRACTOR.timeout_s != timeout_s:
+        _EXTRACTOR = IsolatedExtractor(timeout_s)
+    out = _EXTRACTOR.extract(row, preprocess, frames, max_faces)
+    out["node_id"] = ray.get_runtime_context().get_node_id()
+    return out
 
 
 class ScoreActor:
@@ -92,7 +115,12 @@ def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: floa
     ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
     ds = ds.map(
         extract_row,
-        fn_kwargs={"preprocess": preprocess, "frames": cfg.frames, "max_faces": cfg.max_faces},
+        fn_kwargs={
+            "preprocess": preprocess,
+            "frames": cfg.frames,
+            "max_faces": cfg.max_faces,
+            "timeout_s": cfg.video_timeout_s,
+        },
         num_cpus=1,
         # A decoding worker holds its libraries and one full frame (25 MB for 4K). Declaring it
         # also keeps Ray Data from fusing this stage into the scoring actors (it fuses stages
@@ -146,34 +174,88 @@ def summary_line(summary: dict, report_dir: str) -> str:
     s = summary
     return (
         f"scanned {s['videos']} videos in {s['elapsed_s']:.1f}s ({s['videos_per_s']:.2f} videos/s):"
-        f" {s['fake']} fake, {s['real']} real, {s['no_face']} no_face, {s['error']} error"
-        f" -> {report_dir}"
+        f" {s['fake']} fake, {s['real']} real, {s['no_face']} no_face, {s['error']} error;"
+        f" {s.get('skipped', 0)} unchanged skipped -> {report_dir}"
     )
+
+
+def pending(refs: list, finished: dict[str, tuple[str, str]], model_id: str) -> list:
+    """The videos this run must score: new, changed (another fingerprint), scored by another
+    model, or not finished last time (errors are retried). Unreadable files always come back."""
+    return [
+        r
+        for r in refs
+        if r.error or not r.fingerprint or finished.get(r.path) != (r.fingerprint, model_id)
+    ]
 
 
 def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     """Scan cfg.video_dir into cfg.report_dir. Raises CheckpointError or NotADirectoryError
-    before anything is written when the inputs are unusable; otherwise every video found ends
-    as exactly one row of this run, whatever state it is in."""
+    before anything is written when the inputs are unusable, and ReportLocked when another scan
+    is writing to the same report folder; otherwise every video that needs scoring ends as
+    exactly one row of this run, whatever state it is in."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     ckpt = load_checkpoint(cfg.checkpoint)
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
     refs = discover(cfg.video_dir, cfg.extensions)
     run_id = cfg.run_id or new_run_id()
-    log(f"run {run_id}: {len(refs)} videos under {cfg.video_dir}, model {ckpt['model_id']}")
+    with ScanLock(cfg.report_dir, run_id):
+        remove_temporary_files(cfg.report_dir)
+        interrupted = mark_interrupted_runs(cfg.report_dir)
+        if interrupted:
+            log(f"earlier runs were interrupted: {', '.join(interrupted)}; finishing their work")
+        todo = (
+            refs if cfg.rescan else pending(refs, finished_videos(cfg.report_dir), ckpt["model_id"])
+        )
+        record = {
+            "run_id": run_id,
+            "status": "running",
+            "video_dir": os.path.abspath(cfg.video_dir),
+            "checkpoint": os.path.abspath(cfg.checkpoint),
+            "model_id": ckpt["model_id"],
+            "started_at": started_at.isoformat(),
+            "found": len(refs),
+            "skipped": len(refs) - len(todo),
+        }
+        write_run_record(cfg.report_dir, record)
+        log(
+            f"run {run_id}: {len(refs)} videos under {cfg.video_dir}, {len(todo)} to scan, "
+            f"{len(refs) - len(todo)} unchanged; model {ckpt['model_id']}"
+        )
+        counts = _scan(cfg, ckpt, todo, threshold, run_id, started, log)
+        summary = summarise(counts, time.monotonic() - started)
+        summary.update(
+            run_id=run_id, found=len(refs), skipped=len(refs) - len(todo), nodes=counts["nodes"]
+        )
+        write_run_record(
+            cfg.report_dir,
+            {
+                **record,
+                **summary,
+                "status": "completed",
+                "scanned": counts["videos"],
+                "finished_at": datetime.now(UTC).isoformat(),
+            },
+        )
+    return summary
+
+
+def _scan(cfg, ckpt, todo, threshold, run_id, started, log) -> Counter:
     counts: Counter = Counter()
-    writer = ReportWriter(cfg.report_dir, run_id)
-    if refs:
+    nodes: set = set()
+    writer = ReportWriter(cfg.report_dir, run_id, flush_seconds=cfg.flush_seconds)
+    if todo:
         init_ray(cfg.address)
         DataContext.get_current().enable_progress_bars = False  # our own progress lines instead
         if default_device().type == "cpu" and not ray.cluster_resources().get("GPU"):
             log("no GPU found: scoring on CPU, which is slow")
-        ds = build_dataset(cfg, ckpt, [r.to_row() for r in refs], threshold)
+        ds = build_dataset(cfg, ckpt, [r.to_row() for r in todo], threshold)
         last_report = time.monotonic()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for row in _rows(batch):
                 record = writer.add(row)
+                nodes.add(row.get("node_id"))
                 counts["videos"] += 1
                 counts[record["status"]] += 1
                 if record["label"]:
@@ -182,14 +264,13 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
                 last_report = time.monotonic()
                 done, elapsed = counts["videos"], last_report - started
                 rate = done / elapsed if elapsed else 0.0
-                eta = (len(refs) - done) / rate if rate else float("nan")
-                log(f"{done}/{len(refs)} videos, {rate:.2f} videos/s, about {eta:.0f}s left")
+                eta = (len(todo) - done) / rate if rate else float("nan")
+                log(f"{done}/{len(todo)} videos, {rate:.2f} videos/s, about {eta:.0f}s left")
     writer.close()
-    summary = summarise(counts, time.monotonic() - started)
-    summary["run_id"] = run_id
-    if counts["videos"] != len(refs):  # a lost result is a bug, never something to hide
-        raise RuntimeError(f"{len(refs)} videos found but {counts['videos']} results written")
-    return summary
+    if counts["videos"] != len(todo):  # a lost result is a bug, never something to hide
+        raise RuntimeError(f"{len(todo)} videos to scan but {counts['videos']} results written")
+    counts["nodes"] = len(nodes - {None})  # Ray nodes that decoded videos
+    return counts
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ class ScanConfig:
     scorer_actors: int | None = None  # None: one per GPU, or one on CPU
     progress: bool = True
     run_id: str | None = None
+    rescan: bool = False  # score every video again, even unchanged ones
+    flush_seconds: float = 15.0  # results reach disk at least this often: a crash loses less
+    video_timeout_s: float = 600.0  # a video whose decoding takes longer becomes an error row
 
     def __post_init__(self) -> None:
         if self.frames < 1:

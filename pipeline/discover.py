@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -88,6 +89,8 @@ def describe_file(path: str) -> VideoRef:
     except OSError as exc:
         return VideoRef(path, 0, None, "", error=f"cannot stat file: {exc.strerror or exc}")
     modified = datetime.fromtimestamp(st.st_mtime, tz=UTC)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        return VideoRef(path, 0, modified, "", error="not a regular file")
     try:
         fp = fingerprint_file(path, st.st_size, st.st_mtime_ns)
     except PermissionError:

@@ -10,6 +10,7 @@ REPORT_DIR may be a local path or any URI pyarrow's filesystems understand (s3:/
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -201,14 +202,17 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def _read(report_dir: str, table_name: str, schema: pa.Schema) -> pd.DataFrame:
+def _read(
+    report_dir: str, table_name: str, schema: pa.Schema, columns: list[str] | None = None
+) -> pd.DataFrame:
     fs, root = resolve(report_dir)
     folder = f"{root}/{table_name}"
     info = fs.get_file_info(folder)
     if info.type != pafs.FileType.Directory:
-        return _to_pandas(schema.empty_table())
+        table = schema.empty_table()
+        return _to_pandas(table.select(columns) if columns else table)
     dataset = pads.dataset(folder, filesystem=fs, format="parquet", schema=schema)
-    return _to_pandas(dataset.to_table())
+    return _to_pandas(dataset.to_table(columns=columns))
 
 
 # Integer columns with nulls stay integers (pandas' nullable dtypes) instead of becoming floats.
@@ -219,15 +223,97 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_NULLABLE_INTS.get)
 
 
+def _latest(df: pd.DataFrame) -> pd.DataFrame:
+    if not len(df):
+        return df
+    df = df.sort_values(["scanned_at", "run_id"], kind="stable")
+    return df.drop_duplicates("path", keep="last")
+
+
 def load_videos(report_dir: str, history: bool = False) -> pd.DataFrame:
     """The videos table as a DataFrame: the latest row per video (or every row, `history=True`),
     most suspicious first."""
     df = _read(report_dir, VIDEOS, VIDEOS_SCHEMA)
-    if not history and len(df):
-        df = df.sort_values(["scanned_at", "run_id"], kind="stable")
-        df = df.drop_duplicates("path", keep="last")
+    if not history:
+        df = _latest(df)
     df = df.sort_values(["fake_score", "path"], ascending=[False, True], na_position="last")
     return df.reset_index(drop=True)
+
+
+def finished_videos(report_dir: str) -> dict[str, tuple[str, str]]:
+    """path -> (fingerprint, model_id) of every video whose latest result is final: scored
+    (`ok`) or decoded without a face (`no_face`). Errors are not final: they are retried."""
+    cols = ["path", "status", "fingerprint", "model_id", "run_id", "scanned_at"]
+    df = _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, columns=cols))
+    df = df[df.status.isin(["ok", "no_face"]) & df.fingerprint.notna()]
+    return {
+        p: (f, m) for p, f, m in zip(df.path, df.fingerprint, df.model_id.fillna(""), strict=True)
+    }
+
+
+def remove_temporary_files(report_dir: str) -> int:
+    """Delete the hidden half-written pieces a killed scan left behind (local folders; object
+    stores never hold half-written objects). Only call it while holding the scan lock."""
+    fs, root = resolve(report_dir)
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return 0
+    removed = 0
+    for table_name in (VIDEOS, FACES):
+        folder = os.path.join(root, table_name)
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+    return removed
+
+
+RUNS = "runs"
+
+
+def write_run_record(report_dir: str, record: dict) -> None:
+    """REPORT_DIR/runs/<run_id>.json, replaced atomically."""
+    fs, root = resolve(report_dir)
+    folder = f"{root}/{RUNS}"
+    fs.create_dir(folder, recursive=True)
+    data = json.dumps(record, indent=2, default=str).encode()
+    final = f"{folder}/{record['run_id']}.json"
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{folder}/.{record['run_id']}.json.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, final)
+    else:
+        with fs.open_output_stream(final) as f:
+            f.write(data)
+
+
+def load_runs(report_dir: str) -> pd.DataFrame:
+    """One row per scan run (REPORT_DIR/runs/*.json), oldest first."""
+    fs, root = resolve(report_dir)
+    selector = pafs.FileSelector(f"{root}/{RUNS}", allow_not_found=True)
+    records = []
+    for info in fs.get_file_info(selector):
+        name = os.path.basename(info.path)
+        if name.endswith(".json") and not name.startswith("."):
+            with fs.open_input_stream(info.path) as f:
+                records.append(json.loads(f.read()))
+    df = pd.DataFrame(records)
+    return df.sort_values("run_id").reset_index(drop=True) if len(df) else df
+
+
+def mark_interrupted_runs(report_dir: str) -> list[str]:
+    """Runs still marked `running` were killed (the caller holds the lock, so none is live):
+    mark them `interrupted`."""
+    runs = load_runs(report_dir)
+    if not len(runs):
+        return []
+    killed = runs[runs.status == "running"]
+    for record in killed.to_dict("records"):
+        record = {k: v for k, v in record.items() if not (isinstance(v, float) and math.isnan(v))}
+        write_run_record(report_dir, {**record, "status": "interrupted"})
+    return list(killed.run_id)
 
 
 def load_faces(report_dir: str) -> pd.DataFrame:

@@ -1,0 +1,251 @@
+"""Overnight audits: incremental runs, crash safety, fault tolerance, one scan per report
+folder, and a small multi-node cluster. Kills are real: SIGKILL to real processes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pyarrow.dataset as pads
+import pytest
+from click.testing import CliRunner
+from fixtures import write_video
+
+from jobs.cli import cli
+from pipeline.config import Preprocess
+from pipeline.isolate import CRASH_ON_ENV, IsolatedExtractor
+from pipeline.lock import ReportLocked, ScanLock
+from pipeline.model import build_model, save_checkpoint
+from pipeline.reports import load_runs, load_videos
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def scan(video_dir, report, checkpoint, *extra):
+    args = ["scan", str(video_dir), "--out", str(report), "--checkpoint", str(checkpoint),
+            "--frames", "2", "--json", "--quiet", *extra]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def last_json(text: str) -> dict:
+    """The last JSON line a command printed (Ray may print its own lines around it)."""
+    return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
+def scan_cmd(video_dir, report, checkpoint, *extra):
+    return [sys.executable, "-m", "jobs.scan", str(video_dir), "--out", str(report),
+            "--checkpoint", str(checkpoint), "--json", *extra]  # fmt: skip
+
+
+def test_rescans_only_what_changed(ray_session, checkpoint, tmp_path):
+    videos = tmp_path / "videos"
+    for name in ("a", "b", "c"):
+        write_video(videos / f"{name}.mp4", frames=6)
+    (videos / "broken.mp4").write_text("not a video")
+    report = tmp_path / "report"
+
+    first = scan(videos, report, checkpoint)
+    assert (first["videos"], first["skipped"]) == (4, 0)
+    second = scan(videos, report, checkpoint)
+    # unchanged videos are skipped; the error is tried again
+    assert (second["videos"], second["skipped"], second["error"]) == (1, 3, 1)
+
+    write_video(videos / "b.mp4", frames=9)  # changed content
+    write_video(videos / "d.mp4", frames=6)  # new
+    third = scan(videos, report, checkpoint)
+    assert (third["videos"], third["skipped"]) == (3, 2)  # b, d and the broken one
+    latest = load_videos(str(report)).set_index("path")
+    assert latest.loc[str(videos / "b.mp4"), "run_id"] == third["run_id"]
+    assert latest.loc[str(videos / "a.mp4"), "run_id"] == first["run_id"]
+    assert len(latest) == 5
+
+    assert scan(videos, report, checkpoint, "--rescan")["videos"] == 5
+
+    other = tmp_path / "other.pt"  # another model: everything is scored again
+    save_checkpoint(other, build_model(), preprocess=Preprocess(input_size=64), threshold=0.4)
+    assert scan(videos, report, other)["videos"] == 5
+
+    history = load_videos(str(report), history=True)
+    assert len(history) == 4 + 1 + 3 + 5 + 5
+    runs = load_runs(str(report))
+    assert list(runs.status) == ["completed"] * 5
+    assert list(runs.scanned) == [4, 1, 3, 5, 5] and list(runs.skipped) == [0, 3, 2, 0, 0]
+    for key in ("ok", "no_face", "error", "started_at", "finished_at", "videos_per_s"):
+        assert runs[key].notna().all(), key
+
+
+def _pieces(report):
+    folder = report / "videos"
+    return [n for n in os.listdir(folder) if not n.startswith(".")] if folder.is_dir() else []
+
+
+def test_kill_9_mid_scan_then_rerun_finishes_without_loss_or_rework(checkpoint, tmp_path):
+    videos = tmp_path / "videos"
+    n = 14
+    for i in range(n):
+        write_video(videos / f"v{i:02d}.mp4", frames=24)
+    report = tmp_path / "report"
+    cmd = scan_cmd(videos, report, checkpoint, "--frames", "8", "--flush-seconds", "0",
+                   "--batch-size", "1")  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while len(_pieces(report)) < 3:
+            assert proc.poll() is None, "the scan ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # Whatever reached disk is whole: pyarrow reads every visible piece.
+    table = pads.dataset(report / "videos", format="parquet").to_table()
+    done_before = table.num_rows
+    assert 3 <= done_before < n, "kill the scan while it is still running"
+
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    summary = last_json(rerun.stdout)
+    assert summary["videos"] == n - done_before  # finished videos are not scored again
+    assert summary["skipped"] == done_before
+    history = load_videos(str(report), history=True)
+    assert len(history) == n and history.path.nunique() == n  # each video exactly once
+    assert set(load_videos(str(report)).status) == {"ok"}
+    assert sorted(load_runs(str(report)).status) == ["completed", "interrupted"]
+    assert not list((report / "videos").glob(".*"))  # the killed run's temp files are gone
+
+
+def _worker_pids(name):
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if name in f.read():
+                        pids.append(int(pid))
+            except OSError:
+                pass
+    return pids
+
+
+def test_crashing_decoder_and_killed_worker_do_not_fail_the_run(checkpoint, tmp_path):
+    videos = tmp_path / "videos"
+    n = 10
+    for i in range(n):
+        write_video(videos / f"v{i:02d}.mp4", frames=24)
+    write_video(videos / "crashme.mp4", frames=6)
+    report = tmp_path / "report"
+    cmd = scan_cmd(videos, report, checkpoint, "--frames", "8", "--flush-seconds", "0")
+    env = {**os.environ, CRASH_ON_ENV: "crashme"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    killed = None
+    deadline = time.monotonic() + 180
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        workers = _worker_pids(b"ray::Map(extract_row)")
+        if workers:
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)  # a decoding worker dies mid-task
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=300)
+    assert killed is not None, "no decoding worker was seen running"
+    assert proc.returncode == 0, err[-3000:]
+    summary = last_json(out)
+    assert summary["videos"] == n + 1
+    latest = load_videos(str(report)).set_index("path")
+    assert len(latest) == n + 1
+    crash = latest.loc[str(videos / "crashme.mp4")]
+    assert crash.status == "error" and "decoder crashed" in crash.error
+    assert (latest.drop(str(videos / "crashme.mp4")).status == "ok").all()
+
+
+def test_isolated_extractor_survives_a_crash_and_a_hang(tmp_path, small_preprocess, monkeypatch):
+    from pipeline.discover import describe_file
+
+    monkeypatch.setenv(CRASH_ON_ENV, "crashme")
+    good = describe_file(write_video(tmp_path / "good.mp4", frames=6)).to_row()
+    bad = describe_file(write_video(tmp_path / "crashme.mp4", frames=6)).to_row()
+    fifo = tmp_path / "hang.mp4"
+    os.mkfifo(fifo)  # opening it for reading blocks for ever: a hanging decoder
+    hang = {**good, "path": str(fifo)}
+    ex = IsolatedExtractor(timeout_s=3)
+    pre = small_preprocess.to_dict()
+    try:
+        assert ex.extract(good, pre, 2, 1)["status"] == "ok"
+        crashed = ex.extract(bad, pre, 2, 1)
+        assert crashed["status"] == "error" and "crashed" in crashed["error"]
+        hung = ex.extract(hang, pre, 2, 1)
+        assert hung["status"] == "error" and "longer than 3s" in hung["error"]
+        assert ex.extract(good, pre, 2, 1)["status"] == "ok"  # a fresh helper took over
+    finally:
+        ex.close()
+
+
+def test_second_scan_into_the_same_report_refuses_and_names_the_first(
+    checkpoint, tmp_path, face_video
+):
+    report = tmp_path / "report"
+    with ScanLock(str(report), "20260101T000000Z-first1"):
+        with pytest.raises(ReportLocked, match="20260101T000000Z-first1"):
+            ScanLock(str(report), "second").acquire()
+        result = CliRunner().invoke(
+            cli, ["scan", os.path.dirname(face_video), "--out", str(report),
+                  "--checkpoint", checkpoint],
+        )  # fmt: skip
+        assert result.exit_code == 3
+        assert "another scan" in result.output and "20260101T000000Z-first1" in result.output
+    assert not (report / ".lock").exists()
+
+
+def test_stale_lock_of_a_killed_scan_does_not_block(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_file = tmp_path / ".lock"
+    lock_file.write_text(
+        json.dumps({"run_id": "old", "pid": dead.pid, "host": socket.gethostname()})
+    )
+    with ScanLock(str(tmp_path), "new"):
+        assert json.loads(lock_file.read_text())["run_id"] == "new"
+    # a lock from another host is stale once its heartbeat is old
+    lock_file.write_text(json.dumps({"run_id": "far", "pid": 1, "host": "elsewhere"}))
+    with pytest.raises(ReportLocked):
+        ScanLock(str(tmp_path), "new").acquire()
+    old = time.time() - 3600
+    os.utime(lock_file, (old, old))
+    with ScanLock(str(tmp_path), "new"):
+        pass
+
+
+def test_a_run_that_fails_exits_non_zero(checkpoint, tmp_path, face_video):
+    not_a_folder = tmp_path / "report"
+    not_a_folder.write_text("a file where the report folder should be")
+    result = CliRunner().invoke(
+        cli, ["scan", os.path.dirname(face_video), "--out", str(not_a_folder),
+              "--checkpoint", checkpoint, "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+
+
+def test_scan_survives_losing_a_worker_node_of_a_cluster(checkpoint, tmp_path):
+    videos = tmp_path / "videos"
+    n = 12
+    for i in range(n):
+        write_video(videos / f"v{i:02d}.mp4", frames=12)
+    report = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "cluster_scan.py"), str(videos),
+         str(report), checkpoint, "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = last_json(done.stdout)
+    assert summary["nodes"] >= 2  # the work was spread across nodes
+    assert summary["removed_after"] is not None and summary["removed_after"] < n
+    assert summary["videos"] == n
+    latest = load_videos(str(report))
+    assert len(latest) == n and set(latest.status) == {"ok"}
