@@ -249,3 +249,48 @@ def test_scan_survives_losing_a_worker_node_of_a_cluster(checkpoint, tmp_path):
     assert summary["videos"] == n
     latest = load_videos(str(report))
     assert len(latest) == n and set(latest.status) == {"ok"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scan_runs_as_a_ray_job_submitted_to_a_cluster(checkpoint, face_video, tmp_path):
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    port = _free_port()
+    # A local dev cluster without token authentication; real clusters pass their token.
+    # The job's `python` must be this environment's, as it is on a cluster set up for the job.
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": path}
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--num-cpus", "2", "--include-dashboard",
+         "true", "--dashboard-port", str(port), "--port", str(_free_port()),
+         "--disable-usage-stats"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    report = tmp_path / "report"
+    try:
+        submit = [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{port}",
+                  "--working-dir", ROOT, "--", "python", "-m", "jobs.scan",
+                  os.path.dirname(face_video), "--out", str(report), "--checkpoint", checkpoint,
+                  "--frames", "2", "--json"]  # fmt: skip
+        deadline = time.monotonic() + 120
+        while True:  # the dashboard takes a few seconds to accept jobs
+            done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=300)
+            ran = "Running entrypoint" in done.stdout + done.stderr
+            if done.returncode == 0 or ran or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "succeeded" in done.stdout + done.stderr
+        assert last_json(done.stdout)["ok"] == 1
+        assert list(load_videos(str(report)).status) == ["ok"]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
