@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -322,6 +323,51 @@ def evaluate(data_dir, checkpoint, report_dir, labels_csv, threshold):
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from exc
     click.echo(json.dumps(result, indent=2))
+
+
+@cli.command()
+@click.argument("report_dir")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "csv"]),
+    default="text",
+    show_default=True,
+    help="text: a summary; json: the summary; csv: every video.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Also write one self-contained HTML report to this file.",
+)
+@click.option("--top", default=10, show_default=True, help="How many suspicious videos to show.")
+def report(report_dir, fmt, html_path, top):
+    """Summarise a scan report: counts, the most suspicious videos, an HTML page.
+
+    \b
+    Examples:
+        deepfake report ~/reports/footage
+        deepfake report ~/reports/footage --html audit.html
+        deepfake report ~/reports/footage --format csv > videos.csv
+    """  # fmt: skip
+    import sys
+
+    from pipeline import summary
+    from pipeline.reports import load_videos
+
+    if "://" not in report_dir and not os.path.isdir(os.path.join(report_dir, "videos")):
+        raise InputError(f"no scan report in {report_dir} (expected {report_dir}/videos/)")
+    if fmt == "csv":
+        load_videos(report_dir).to_csv(sys.stdout, index=False)
+    else:
+        s = summary.summarize(report_dir, top)
+        click.echo(
+            json.dumps(s, indent=2, default=str) if fmt == "json" else summary.text_summary(s)
+        )
+    if html_path:
+        summary.write_html(report_dir, html_path, top)
+        click.echo(f"HTML report: {html_path}", err=True)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ filesystem. Run it with `deepfake train` or
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -77,7 +78,8 @@ def preprocess_for(cfg: TrainConfig) -> Preprocess:
     training faces win when FACES_DIR/preprocess.json (written by extract-faces) says them."""
     import json
 
-    for folder in (cfg.data_dir, os.path.dirname(os.path.normpath(cfg.data_dir))):
+    parent = os.path.dirname(os.path.normpath(cfg.data_dir))
+    for folder in (cfg.data_dir, os.path.join(cfg.data_dir, "train"), parent):
         path = os.path.join(folder, "preprocess.json")
         if os.path.isfile(path):
             with open(path) as f:
@@ -277,7 +279,13 @@ def train_loop(loop_config: dict) -> None:
 def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> dict:
     """Train (or resume) and return the best epoch's metrics."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    cfg = TrainConfig(**{**cfg.to_dict(), "run_dir": os.path.abspath(cfg.run_dir)})
+    # Workers do not run in this process's folder: every path they get is absolute.
+    cfg = dataclasses.replace(
+        cfg,
+        data_dir=os.path.abspath(cfg.data_dir),
+        run_dir=os.path.abspath(cfg.run_dir),
+        val_dir=os.path.abspath(cfg.val_dir) if cfg.val_dir else None,
+    )
     split_dirs(cfg)  # fail early, on the driver, with a clear message
     os.makedirs(cfg.run_dir, exist_ok=True)
     state = load_resume_state(cfg)
