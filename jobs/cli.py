@@ -370,6 +370,36 @@ def report(report_dir, fmt, html_path, top):
         click.echo(f"HTML report: {html_path}", err=True)
 
 
+@cli.command()
+@click.option("--checkpoint", required=True, help="Model checkpoint (.pt).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 opens the page to the network.",
+)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--reports", "reports_dir", help="A scan report folder to show at /reports.")
+@click.option("--max-upload-mb", default=200.0, show_default=True)
+@click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
+def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames):
+    """A web page to check one image or video: faces, scores, heatmaps, verdict.
+
+    \b
+    Example:
+        deepfake serve --checkpoint runs/r1/best.pt --reports ~/reports/footage
+    then open http://127.0.0.1:5000/
+    """  # fmt: skip
+    from pipeline.web import create_app
+
+    try:
+        app = create_app(checkpoint, reports_dir, max_upload_mb=max_upload_mb, frames=frames)
+    except CheckpointError as exc:
+        raise InputError(str(exc)) from exc
+    click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    app.run(host=host, port=port, debug=False, threaded=True)
+
+
 def main() -> None:
     cli()
 

@@ -1,0 +1,111 @@
+"""The upload page: one image or video in, faces, scores, heatmaps and a verdict out.
+
+    from pipeline.web import create_app
+    app = create_app("runs/r1/best.pt", reports_dir="reports/footage")
+
+Safe by default: uploads are capped, typed by their content (never their name), stored under
+random names in a private temporary folder and deleted after analysis; nothing from a request
+ever names a path; errors are JSON with a message and a 4xx status, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+
+from flask import Flask, abort, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from pipeline.model import load_checkpoint, model_from_checkpoint
+from pipeline.scoring import Scorer
+from pipeline.web.analysis import AnalysisError, Analyzer, sniff
+
+ALLOWED = "jpg, png or webp images; mp4, mov, avi or webm videos"
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    checkpoint: str,
+    reports_dir: str | None = None,
+    max_upload_mb: float = 200,
+    frames: int = 32,
+    max_faces: int = 2,
+) -> Flask:
+    ckpt = load_checkpoint(checkpoint)  # weights_only=True: no pickled code runs
+    scorer = Scorer(model_from_checkpoint(ckpt), ckpt["preprocess"])
+    analyzer = Analyzer(scorer, ckpt, frames=frames, max_faces=max_faces)
+    upload_dir = tempfile.mkdtemp(prefix="deepfake-uploads-")  # mode 0700: ours alone
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    app.config["UPLOAD_DIR"] = upload_dir
+    app.config["ANALYZER"] = analyzer
+
+    def error(status: int, message: str):
+        return jsonify({"error": message}), status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc):
+        return error(413, f"the file is larger than the {max_upload_mb:g} MB upload limit")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        log.exception("analysis failed")  # the details stay in the server's log
+        return error(500, "the file could not be analysed (internal error)")
+
+    @app.get("/")
+    def index():
+        return render_template(
+            "index.html",
+            model_id=ckpt["model_id"],
+            max_upload_mb=max_upload_mb,
+            reports=reports_dir is not None,
+        )
+
+    @app.post("/api/analyze")
+    def analyze():
+        upload = request.files.get("file")
+        if upload is None:
+            return error(400, "no file: send the image or video in the multipart field 'file'")
+        head = upload.stream.read(16)
+        kind = sniff(head)
+        if kind is None:
+            return error(415, f"unsupported file type: send {ALLOWED}")
+        # A random name in our private folder: the uploaded name never reaches the filesystem.
+        path = os.path.join(upload_dir, secrets.token_hex(16) + "." + kind)
+        try:
+            with open(path, "wb") as f:
+                f.write(head)
+                shutil.copyfileobj(upload.stream, f)
+            try:
+                result = analyzer.analyze(path, kind, visuals=request.args.get("visuals") == "1")
+            except AnalysisError as exc:
+                return error(422, str(exc))
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+        return jsonify(result)
+
+    @app.get("/reports")
+    def reports():
+        if reports_dir is None:
+            abort(404, "no report folder: start the server with --reports REPORT_DIR")
+        from pipeline import summary
+        from pipeline.reports import load_faces
+
+        s = summary.summarize(reports_dir, top=20)
+        faces = load_faces(reports_dir)
+        videos = [
+            {**v, "thumbs": summary.thumbnails(v["path"], faces[faces.path == v["path"]], 4)}
+            for v in s["most_suspicious"]
+        ]
+        return render_template("reports.html", s=s, videos=videos)
+
+    return app

@@ -1,0 +1,192 @@
+"""Analysis of one uploaded image or video: faces, scores, verdict, and the pictures the page
+shows (boxes on the frame, Grad-CAM heatmaps, the score over time). No Flask here."""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+
+import cv2
+import numpy as np
+
+from pipeline.aggregate import aggregate, label_for
+from pipeline.discover import describe_file
+from pipeline.explain import grad_cam, overlay
+from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
+from pipeline.faces import detect_faces, make_detector
+from pipeline.isolate import IsolatedExtractor
+
+IMAGE_KINDS = ("jpeg", "png", "webp")
+VIDEO_KINDS = ("mp4", "mov", "avi", "webm")
+
+
+class AnalysisError(Exception):
+    """The upload could not be analysed; the message says why, for the person who sent it."""
+
+
+def sniff(head: bytes) -> str | None:
+    """The file's type from its first bytes, never from its name."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if head[4:8] == b"ftyp":
+        return "mov" if head[8:10] == b"qt" else "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
+    return None
+
+
+def data_uri(rgb: np.ndarray, fmt: str = ".jpg") -> str:
+    ok, buf = cv2.imencode(fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise AnalysisError("could not encode an image")
+    mime = "image/png" if fmt == ".png" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+class Analyzer:
+    def __init__(
+        self,
+        scorer,
+        ckpt: dict,
+        frames: int = 32,
+        max_faces: int = 2,
+        video_timeout_s: float = 120.0,
+    ):
+        self.scorer = scorer
+        self.preprocess = ckpt["preprocess"]
+        self.threshold = float(ckpt["threshold"])
+        self.model_id = ckpt["model_id"]
+        self.frames = frames
+        self.max_faces = max_faces
+        self.detector = make_detector(self.preprocess)
+        # Videos are decoded in a helper process: a file that crashes the decoder must not take
+        # the server down with it. One analysis at a time: Grad-CAM hooks the shared model.
+        self.extractor = IsolatedExtractor(timeout_s=video_timeout_s)
+        self.lock = threading.Lock()
+
+    def analyze(self, path: str, kind: str, visuals: bool = False) -> dict:
+        with self.lock:
+            return self._analyze(path, kind, visuals)
+
+    def _analyze(self, path: str, kind: str, visuals: bool) -> dict:
+        if kind in IMAGE_KINDS:
+            crops, meta, frames_sampled, frame = self._image(path)
+        elif kind in VIDEO_KINDS:
+            crops, meta, frames_sampled, frame = self._video(path)
+        else:
+            raise AnalysisError(f"unsupported file type {kind}")
+        scores = self.scorer.score(crops) if len(crops) else np.empty(0, np.float32)
+        score = aggregate(scores) if len(scores) else math.nan
+        result = {
+            "verdict": label_for(score, self.threshold) or "no_face",
+            "fake_score": None if math.isnan(score) else round(float(score), 4),
+            "threshold": self.threshold,
+            "faces": [
+                {
+                    "frame_index": int(m[0]),
+                    "timestamp_s": None if math.isnan(m[1]) else round(float(m[1]), 3),
+                    "box": [int(v) for v in m[3:7]],
+                    "fake_score": round(float(s), 4),
+                }
+                for m, s in zip(meta, scores, strict=True)
+            ],
+            "frames_sampled": frames_sampled,
+            "model_id": self.model_id,
+        }
+        if not len(crops):
+            result["message"] = "No face was found, so there is nothing to score."
+        if visuals:
+            result["visuals"] = self._visuals(path, kind, crops, meta, scores, frame)
+        return result
+
+    def _image(self, path: str):
+        frame = cv2.imread(path, cv2.IMREAD_COLOR)
+        if frame is None:
+            raise AnalysisError("the image could not be decoded (corrupt or truncated?)")
+        faces = detect_faces(frame, self.detector, self.preprocess, self.max_faces)
+        crops = np.stack([f.crop for f in faces]) if faces else np.empty((0, 1, 1, 3), np.uint8)
+        meta = np.array(
+            [[0, math.nan, k, f.box.x, f.box.y, f.box.w, f.box.h] for k, f in enumerate(faces)],
+            np.float64,
+        ).reshape(-1, 7)
+        return crops, meta, 1, frame
+
+    def _video(self, path: str):
+        row = self.extractor.extract(
+            describe_file(path).to_row(), self.preprocess.to_dict(), self.frames, self.max_faces
+        )
+        if row["status"] == STATUS_ERROR:
+            raise AnalysisError(f"the video could not be read: {row['error']}")
+        crops = unpack_crops(row["crops"], row["crop_size"] or self.preprocess.input_size)
+        return crops, unpack_face_meta(row["face_meta"]), int(row["frames_sampled"]), None
+
+    def _visuals(self, path, kind, crops, meta, scores, frame) -> dict:
+        out: dict = {"faces": []}
+        if len(crops):
+            heats = grad_cam(self.scorer.model, crops, self.preprocess, self.threshold)
+            for crop, heat in zip(crops, heats, strict=True):
+                out["faces"].append(
+                    {"crop": data_uri(crop), "heatmap": data_uri(overlay(crop, heat))}
+                )
+            worst = int(np.argmax(scores))
+            frame = frame if frame is not None else _read_frame(path, int(meta[worst, 0]))
+            if frame is not None:
+                chosen = meta[:, 0] == meta[worst, 0]
+                out["frame"] = data_uri(
+                    _draw_boxes(frame, meta[chosen], scores[chosen], self.threshold)
+                )
+            if kind in VIDEO_KINDS:
+                out["chart"] = _chart(meta, scores, self.threshold)
+        elif frame is not None:
+            out["frame"] = data_uri(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        return out
+
+
+def _read_frame(path: str, index: int):
+    cap = cv2.VideoCapture(path)
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+        return frame if ok else None
+    finally:
+        cap.release()
+
+
+def _draw_boxes(frame: np.ndarray, meta: np.ndarray, scores: np.ndarray, threshold: float):
+    img = frame.copy()
+    for m, s in zip(meta, scores, strict=True):
+        x, y, w, h = (int(v) for v in m[3:7])
+        colour = (0, 0, 220) if s >= threshold else (0, 170, 0)  # BGR: red fake, green real
+        thick = max(2, img.shape[1] // 300)
+        cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick)
+        cv2.putText(img, f"{s:.2f}", (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX,
+                    max(0.5, img.shape[1] / 1000), colour, thick)  # fmt: skip
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _chart(meta: np.ndarray, scores: np.ndarray, threshold: float) -> str:
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 2.4), dpi=100)
+    ax = fig.subplots()
+    t = np.where(np.isnan(meta[:, 1]), meta[:, 0], meta[:, 1])
+    for k in np.unique(meta[:, 2]):
+        sel = meta[:, 2] == k
+        ax.plot(t[sel], scores[sel], "o-", ms=3, label=f"face {int(k)}")
+    ax.axhline(threshold, color="0.6", ls="--", lw=1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("fake score")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

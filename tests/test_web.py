@@ -1,0 +1,175 @@
+"""The upload page: Flask test-client tests of the API and its errors, and a real browser."""
+
+import os
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from fixtures import face_frame, face_photo, write_video
+
+from pipeline.config import Preprocess
+from pipeline.explain import grad_cam
+from pipeline.model import build_model
+from pipeline.reports import load_videos
+from pipeline.web import create_app
+
+
+def jpeg(img) -> bytes:
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def app(checkpoint, tmp_path_factory):
+    return create_app(checkpoint, max_upload_mb=5, frames=4)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def post(client, data: bytes, name="upload.bin", visuals=False):
+    from io import BytesIO
+
+    url = "/api/analyze" + ("?visuals=1" if visuals else "")
+    return client.post(url, data={"file": (BytesIO(data), name)},
+                       content_type="multipart/form-data")  # fmt: skip
+
+
+def test_a_face_photo_gets_faces_scores_and_a_verdict(client, app):
+    r = post(client, jpeg(face_photo()), "hopper.jpg")
+    assert r.status_code == 200, r.json
+    body = r.json
+    assert body["verdict"] in ("fake", "real") and 0 <= body["fake_score"] <= 1
+    assert body["frames_sampled"] == 1 and len(body["faces"]) >= 1
+    face = body["faces"][0]
+    assert face["frame_index"] == 0 and len(face["box"]) == 4 and 0 <= face["fake_score"] <= 1
+    assert len(body["model_id"]) == 16
+    assert os.listdir(app.config["UPLOAD_DIR"]) == []  # deleted after analysis
+
+
+def test_visuals_hold_the_boxed_frame_and_a_heatmap_per_face(client):
+    body = post(client, cv2.imencode(".png", face_frame(320, 240))[1].tobytes(), visuals=True).json
+    v = body["visuals"]
+    assert v["frame"].startswith("data:image/jpeg;base64,")
+    assert len(v["faces"]) == len(body["faces"]) >= 1
+    assert v["faces"][0]["heatmap"].startswith("data:image/jpeg;base64,")
+
+
+def test_a_video_gets_faces_over_time_and_a_chart(client, tmp_path):
+    path = write_video(tmp_path / "clip.mp4", frames=12)
+    with open(path, "rb") as f:
+        r = post(client, f.read(), "clip.mp4", visuals=True)
+    assert r.status_code == 200, r.json
+    body = r.json
+    assert body["frames_sampled"] == 4
+    assert len({f["frame_index"] for f in body["faces"]}) >= 3
+    assert body["visuals"]["chart"].startswith("data:image/png;base64,")
+
+
+def test_no_face_is_said_plainly(client):
+    plain = np.full((240, 320, 3), 120, np.uint8)
+    body = post(client, jpeg(plain)).json
+    assert body["verdict"] == "no_face" and body["fake_score"] is None
+    assert "No face" in body["message"]
+
+
+def test_missing_file_is_400(client):
+    r = client.post("/api/analyze", data={}, content_type="multipart/form-data")
+    assert r.status_code == 400 and "no file" in r.json["error"]
+
+
+def test_type_comes_from_the_content_not_the_name(client):
+    r = post(client, b"just some text, not a picture", "photo.jpg")
+    assert r.status_code == 415 and "unsupported file type" in r.json["error"]
+
+
+def test_too_large_is_413_with_a_message(client):
+    r = post(client, b"\xff\xd8\xff" + b"0" * (6 * 1024 * 1024), "big.jpg")
+    assert r.status_code == 413 and "5 MB" in r.json["error"]
+
+
+def test_corrupt_video_is_422_without_a_stack_trace(client, tmp_path):
+    path = write_video(tmp_path / "clip.mp4", frames=12)
+    with open(path, "rb") as f:
+        broken = f.read()[:3000]  # an mp4 header, then nothing: the index is missing
+    r = post(client, broken, "clip.mp4")
+    assert r.status_code == 422 and "could not be read" in r.json["error"]
+    assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_a_path_in_the_file_name_never_reaches_the_filesystem(client, app, tmp_path):
+    before = set(os.listdir(os.path.dirname(app.config["UPLOAD_DIR"])))
+    r = post(client, jpeg(face_photo()), "../../x.mp4")
+    assert r.status_code == 200  # treated by its content: a JPEG
+    after = set(os.listdir(os.path.dirname(app.config["UPLOAD_DIR"])))
+    assert after == before and not os.path.exists("x.mp4")
+    assert os.listdir(app.config["UPLOAD_DIR"]) == []
+
+
+def test_grad_cam_points_somewhere():
+    crops = np.stack([cv2.cvtColor(face_frame(128, 128), cv2.COLOR_BGR2RGB)] * 2)
+    heat = grad_cam(build_model().eval(), crops, Preprocess(input_size=128))
+    assert heat.shape == (2, 128, 128) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert heat.std() > 0.01
+
+
+def test_reports_view_lists_the_latest_audit(ray_session, checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from jobs.cli import cli
+
+    write_video(tmp_path / "v" / "a.mp4", frames=6)
+    write_video(tmp_path / "v" / "b.mp4", frames=6)
+    (tmp_path / "v" / "c.mp4").write_text("broken")
+    report = tmp_path / "report"
+    args = ["scan", str(tmp_path / "v"), "--out", str(report), "--checkpoint", checkpoint]
+    assert CliRunner().invoke(cli, args + ["--frames", "2", "--quiet"]).exit_code == 0
+    page = create_app(checkpoint, reports_dir=str(report)).test_client().get("/reports")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    top = load_videos(str(report)).iloc[0].path
+    assert "status error</th><td>1" in text and "status ok</th><td>2" in text
+    assert text.index(top) < text.index(load_videos(str(report)).iloc[1].path)
+    assert "data:image/jpeg;base64," in text
+
+
+def test_reports_view_without_a_report_folder_is_404(client):
+    r = client.get("/reports")
+    assert r.status_code == 404 and "--reports" in r.json["error"]
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="make test installs Debian's chromium")
+def test_a_person_uploads_a_photo_in_a_real_browser(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    photo = tmp_path / "hopper.jpg"
+    photo.write_bytes(jpeg(face_photo()))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+            )  # fmt: skip
+            page = browser.new_page(viewport={"width": 1000, "height": 1200})
+            page.goto(f"http://127.0.0.1:{server.server_port}/")
+            page.set_input_files("#file", str(photo))
+            page.click("#analyze")
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            verdict = page.inner_text("#verdict")
+            assert verdict.startswith(("Likely FAKE", "Likely real"))
+            page.wait_for_selector("img.heatmap", timeout=10_000)
+            assert page.eval_on_selector("img.heatmap", "el => el.naturalWidth") > 0
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            browser.close()
+    finally:
+        server.shutdown()
+    assert (tmp_path / "page.png").stat().st_size > 10_000
