@@ -264,10 +264,14 @@ def test_scan_runs_as_a_ray_job_submitted_to_a_cluster(checkpoint, face_video, t
     # The job's `python` must be this environment's, as it is on a cluster set up for the job.
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": path}
+    # Every port of its own: the test session's Ray already holds the default ones.
+    ports = [f"--{name}={_free_port()}" for name in (
+        "port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+        "runtime-env-agent-port", "metrics-export-port", "node-manager-port",
+        "object-manager-port", "ray-client-server-port")]  # fmt: skip
     head = subprocess.Popen(
         [ray_cli, "start", "--head", "--block", "--num-cpus", "2", "--include-dashboard",
-         "true", "--dashboard-port", str(port), "--port", str(_free_port()),
-         "--disable-usage-stats"],
+         "true", "--dashboard-port", str(port), *ports, "--disable-usage-stats"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     report = tmp_path / "report"
