@@ -22,8 +22,9 @@ def main(video_dir: str, report_dir: str, checkpoint: str, remove_after: int) ->
         initialize_head=True,
         head_node_args={"num_cpus": 1, "object_store_memory": 96 * MIB},
     )
-    cluster.add_node(num_cpus=2, object_store_memory=96 * MIB)
-    doomed = cluster.add_node(num_cpus=2, object_store_memory=96 * MIB)
+    # One CPU a node: two videos decoding at once must run on two nodes.
+    cluster.add_node(num_cpus=1, object_store_memory=96 * MIB)
+    doomed = cluster.add_node(num_cpus=1, object_store_memory=96 * MIB)
     cluster.wait_for_nodes()
     removed = {}
 
