@@ -93,7 +93,10 @@ class ScoreActor:
         import torch
 
         if not torch.cuda.is_available():
-            torch.set_num_threads(max(1, cpu_threads))
+            # Scoring on CPU is the slowest stage: let it use every core of its node, sharing
+            # them with the decode tasks (which hold one thread each), instead of the one CPU
+            # Ray reserved for it.
+            torch.set_num_threads(max(1, cpu_threads, os.cpu_count() or 1))
         model = model_from_checkpoint({"arch": arch, "model": ray.get(model_ref[0])})
         self.scorer = Scorer(model, Preprocess.from_dict(preprocess), max_batch=max_batch)
         self.options = score_options
