@@ -7,9 +7,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 
-import ray
-
-from jobs.scan import EXTRACT_MEMORY, MAX_BLOCKS, extract_row, init_ray
+from jobs.scan import extracted, init_ray, rows_of
 from pipeline.config import Preprocess
 from pipeline.discover import describe_files
 from pipeline.faces import make_detector
@@ -36,19 +34,9 @@ def run_extract(
     writer = FaceSetWriter(out_dir, preprocess, val_fraction)
     counts: Counter = Counter()
     init_ray(address)
-    ds = ray.data.from_items(refs, override_num_blocks=min(len(refs), MAX_BLOCKS)).map(
-        extract_row,
-        fn_kwargs={
-            "preprocess": preprocess.to_dict(),
-            "frames": frames,
-            "max_faces": max_faces,
-        },
-        num_cpus=1,
-        memory=EXTRACT_MEMORY,
-    )
+    ds = extracted(refs, preprocess.to_dict(), frames, max_faces)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for i in range(len(batch["path"])):
-            row = {k: v[i] for k, v in batch.items()}
+        for row in rows_of(batch):
             counts["videos"] += 1
             counts[str(row["status"])] += 1
             if row["status"] == "error":

@@ -114,17 +114,19 @@ def scorer_resources(cfg: ScanConfig) -> tuple[int, float, float]:
     return cfg.scorer_actors or 1, 0.0, 1.0
 
 
-def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: float):
-    preprocess = ckpt["preprocess"].to_dict()
-    actors, gpus_each, cpus_each = scorer_resources(cfg)
+def extracted(
+    rows: list[dict], preprocess: dict, frames: int, max_faces: int, timeout_s: float = 600.0
+):
+    """Video references -> a dataset of extraction rows (decode, detect, crop on CPU tasks);
+    shared by the scan and extract-faces, so both crop faces the same way."""
     ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-    ds = ds.map(
+    return ds.map(
         extract_row,
         fn_kwargs={
             "preprocess": preprocess,
-            "frames": cfg.frames,
-            "max_faces": cfg.max_faces,
-            "timeout_s": cfg.video_timeout_s,
+            "frames": frames,
+            "max_faces": max_faces,
+            "timeout_s": timeout_s,
         },
         num_cpus=1,
         # A decoding worker holds its libraries and one full frame (25 MB for 4K). Declaring it
@@ -132,6 +134,12 @@ def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: floa
         # with equal resource requests), which would run all decoding on those few actors.
         memory=EXTRACT_MEMORY,
     )
+
+
+def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: float):
+    preprocess = ckpt["preprocess"].to_dict()
+    actors, gpus_each, cpus_each = scorer_resources(cfg)
+    ds = extracted(rows, preprocess, cfg.frames, cfg.max_faces, cfg.video_timeout_s)
     return ds.map_batches(
         ScoreActor,
         fn_constructor_kwargs={
@@ -156,7 +164,7 @@ def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: floa
     )
 
 
-def _rows(batch: dict) -> list[dict]:
+def rows_of(batch: dict) -> list[dict]:
     n = len(batch["path"])
     return [{k: v[i] for k, v in batch.items()} for i in range(n)]
 
@@ -265,7 +273,7 @@ def _scan(cfg, ckpt, todo, threshold, run_id, started, log) -> Counter:
         ds = build_dataset(cfg, ckpt, [r.to_row() for r in todo], threshold)
         last_report = time.monotonic()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for row in _rows(batch):
+            for row in rows_of(batch):
                 record = writer.add(row)
                 nodes.add(row.get("node_id"))
                 counts["videos"] += 1

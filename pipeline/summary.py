@@ -61,7 +61,7 @@ def text_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _png(fig) -> str:
+def png_data_uri(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -80,7 +80,7 @@ def score_histogram(videos: pd.DataFrame) -> str:
     ax.set_ylabel("videos")
     ax.legend()
     fig.tight_layout()
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def score_over_time(faces: pd.DataFrame, threshold: float | None = None) -> str:
@@ -97,7 +97,7 @@ def score_over_time(faces: pd.DataFrame, threshold: float | None = None) -> str:
     ax.set_xlabel("seconds" if faces.timestamp_s.notna().all() else "frame")
     ax.set_ylabel("fake score")
     fig.tight_layout()
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def thumbnails(path: str, faces: pd.DataFrame, n: int = 6) -> list[tuple[str, float]]:

@@ -16,6 +16,7 @@ from pipeline.explain import grad_cam, overlay
 from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
 from pipeline.faces import detect_faces, make_detector
 from pipeline.isolate import IsolatedExtractor
+from pipeline.summary import png_data_uri
 
 IMAGE_KINDS = ("jpeg", "png", "webp")
 VIDEO_KINDS = ("mp4", "mov", "avi", "webm")
@@ -172,8 +173,6 @@ def _draw_boxes(frame: np.ndarray, meta: np.ndarray, scores: np.ndarray, thresho
 
 
 def _chart(meta: np.ndarray, scores: np.ndarray, threshold: float) -> str:
-    import io
-
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 2.4), dpi=100)
@@ -187,6 +186,4 @@ def _chart(meta: np.ndarray, scores: np.ndarray, threshold: float) -> str:
     ax.set_xlabel("seconds")
     ax.set_ylabel("fake score")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return png_data_uri(fig)
