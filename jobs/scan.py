@@ -42,6 +42,7 @@ PROGRESS_EVERY_S = 10.0
 # the CPUs and stream results to the writer; past this, videos share blocks.
 MAX_BLOCKS = 20_000
 EXTRACT_MEMORY = 768 * 1024**2
+SCORE_MEMORY = 512 * 1024**2  # a ResNet-50 and its activations for a video's crops, on CPU
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -78,6 +79,43 @@ def extract_row(
     return out
 
 
+_CPU_SCORER: tuple[str, Scorer] | None = None
+
+
+def _cpu_scorer(model_ref: list, arch: str, preprocess: dict, model_id: str) -> Scorer:
+    """The model this worker process keeps for scoring inside decode tasks (loaded once)."""
+    global _CPU_SCORER
+    if _CPU_SCORER is None or _CPU_SCORER[0] != model_id:
+        import torch
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        torch.set_num_threads(max(1, int(cpus)))
+        model = model_from_checkpoint({"arch": arch, "model": ray.get(model_ref[0])})
+        scorer = Scorer(model, Preprocess.from_dict(preprocess), device="cpu")
+        _CPU_SCORER = (model_id, scorer)
+    return _CPU_SCORER[1]
+
+
+def extract_and_score_row(
+    row: dict,
+    preprocess: dict,
+    frames: int,
+    max_faces: int,
+    timeout_s: float,
+    model_ref: list,
+    arch: str,
+    score_options: dict,
+) -> dict:
+    """Ray Data map stage of a scan without GPUs: decode, detect and crop as `extract_row`, then
+    score the crops right here on this task's own core. On CPUs, handing crops to a separate
+    scoring actor only adds a queue in front of the slowest stage; here every core runs whole
+    videos, one thread each, which beats one process using every core for its matrix work."""
+    out = extract_row(row, preprocess, frames, max_faces, timeout_s)
+    scorer = _cpu_scorer(model_ref, arch, preprocess, score_options["model_id"])
+    scored = score_batch({k: [v] for k, v in out.items()}, scorer, **score_options)
+    return {k: v[0] for k, v in scored.items()}
+
+
 class ScoreActor:
     """Ray Data actor stage: loads the model once, scores batches of videos."""
 
@@ -106,59 +144,88 @@ class ScoreActor:
 
 
 def scorer_resources(cfg: ScanConfig) -> tuple[int, float, float]:
-    """(actors, GPUs per actor, CPUs per actor): one actor per GPU the cluster has (or that
-    --gpus allows), or a single CPU actor when there is no GPU."""
+    """(actors, GPUs per actor, CPUs per actor). With GPUs: `cfg.actors_per_gpu` actors share
+    each GPU the cluster has (or that --gpus allows), so one prepares its next batch while
+    another computes; each reserves half a CPU, leaving the cores to decoding. Without GPUs:
+    `cfg.scorer_actors` CPU actors, or 0, meaning the decode tasks score their own videos."""
     gpus = ray.cluster_resources().get("GPU", 0.0) if cfg.gpus is None else cfg.gpus
     if gpus >= 1:
-        return cfg.scorer_actors or int(gpus), 1.0, 1.0
-    return cfg.scorer_actors or 1, 0.0, 1.0
+        per_gpu = cfg.actors_per_gpu
+        return cfg.scorer_actors or int(gpus) * per_gpu, 1.0 / per_gpu, 0.5
+    return cfg.scorer_actors or 0, 0.0, 1.0
 
 
 def extracted(
-    rows: list[dict], preprocess: dict, frames: int, max_faces: int, timeout_s: float = 600.0
+    rows: list[dict],
+    preprocess: dict,
+    frames: int,
+    max_faces: int,
+    timeout_s: float = 600.0,
+    score_with: dict | None = None,
 ):
     """Video references -> a dataset of extraction rows (decode, detect, crop on CPU tasks);
-    shared by the scan and extract-faces, so both crop faces the same way."""
+    shared by the scan and extract-faces, so both crop faces the same way. With `score_with`
+    (the keyword arguments of `extract_and_score_row` beyond the extraction's), the same tasks
+    also score the crops."""
     ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
+    kwargs = {
+        "preprocess": preprocess,
+        "frames": frames,
+        "max_faces": max_faces,
+        "timeout_s": timeout_s,
+    }
     return ds.map(
-        extract_row,
-        fn_kwargs={
-            "preprocess": preprocess,
-            "frames": frames,
-            "max_faces": max_faces,
-            "timeout_s": timeout_s,
-        },
+        extract_and_score_row if score_with else extract_row,
+        fn_kwargs={**kwargs, **(score_with or {})},
         num_cpus=1,
-        # A decoding worker holds its libraries and one full frame (25 MB for 4K). Declaring it
-        # also keeps Ray Data from fusing this stage into the scoring actors (it fuses stages
-        # with equal resource requests), which would run all decoding on those few actors.
-        memory=EXTRACT_MEMORY,
+        # A decoding worker holds its libraries and one full frame (25 MB for 4K), and a scoring
+        # one the model too. Declaring it also keeps Ray Data from fusing this stage into the
+        # scoring actors (it fuses stages with equal resource requests), which would run all
+        # decoding on those few actors.
+        memory=EXTRACT_MEMORY + (SCORE_MEMORY if score_with else 0),
     )
+
+
+def score_options(cfg: ScanConfig, ckpt: dict, threshold: float) -> dict:
+    return {
+        "threshold": threshold,
+        "method": cfg.aggregate,
+        "top_k": cfg.top_k,
+        "model_id": ckpt["model_id"],
+    }
 
 
 def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: float):
     preprocess = ckpt["preprocess"].to_dict()
-    actors, gpus_each, cpus_each = scorer_resources(cfg)
-    ds = extracted(rows, preprocess, cfg.frames, cfg.max_faces, cfg.video_timeout_s)
-    return ds.map_batches(
-        ScoreActor,
-        fn_constructor_kwargs={
+    args = (rows, preprocess, cfg.frames, cfg.max_faces, cfg.video_timeout_s)
+    if not scorer_resources(cfg)[0]:  # no GPU: every decode task scores its own video
+        score_with = {
             # In a list, so Ray hands the reference over instead of resolving it early.
             "model_ref": [ray.put(ckpt["model"])],
             "arch": ckpt["arch"],
-            "preprocess": preprocess,
+            "score_options": score_options(cfg, ckpt, threshold),
+        }
+        return extracted(*args, score_with=score_with)
+    return build_score_stage(extracted(*args), cfg, ckpt, threshold)
+
+
+def build_score_stage(ds, cfg: ScanConfig, ckpt: dict, threshold: float, cpu_actors: int = 1):
+    """Rows of crops -> scored rows, on a pool of scoring actors (`cpu_actors` of them when
+    the cluster has no GPU)."""
+    actors, gpus_each, cpus_each = scorer_resources(cfg)
+    return ds.map_batches(
+        ScoreActor,
+        fn_constructor_kwargs={
+            "model_ref": [ray.put(ckpt["model"])],
+            "arch": ckpt["arch"],
+            "preprocess": ckpt["preprocess"].to_dict(),
             "max_batch": cfg.max_crops_per_forward,
             "cpu_threads": int(cpus_each),
-            "score_options": {
-                "threshold": threshold,
-                "method": cfg.aggregate,
-                "top_k": cfg.top_k,
-                "model_id": ckpt["model_id"],
-            },
+            "score_options": score_options(cfg, ckpt, threshold),
         },
         batch_size=cfg.batch_videos,
         batch_format="numpy",
-        compute=ActorPoolStrategy(size=actors),
+        compute=ActorPoolStrategy(size=actors or cpu_actors),
         num_gpus=gpus_each,
         num_cpus=cpus_each,
     )

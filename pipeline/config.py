@@ -63,7 +63,8 @@ class ScanConfig:
     max_crops_per_forward: int = 256
     address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
     gpus: float | None = None  # GPUs in the cluster to use; None: all that Ray sees
-    scorer_actors: int | None = None  # None: one per GPU, or one on CPU
+    scorer_actors: int | None = None  # None: actors_per_gpu per GPU; no GPU: in decode tasks
+    actors_per_gpu: int = 2  # one prepares a batch while another computes
     progress: bool = True
     run_id: str | None = None
     detector: str | None = None  # None: the checkpoint's face detector
@@ -83,6 +84,8 @@ class ScanConfig:
             raise ValueError("threshold must lie between 0 and 1")
         if self.batch_videos < 1:
             raise ValueError("batch_videos must be at least 1")
+        if self.actors_per_gpu < 1:
+            raise ValueError("actors_per_gpu must be at least 1")
 
 
 @dataclass(frozen=True)

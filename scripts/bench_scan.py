@@ -2,19 +2,25 @@
 alone, on a folder of face videos it builds (or one you give). Prints JSON lines; the last line
 holds the ratios.
 
-    python scripts/bench_scan.py --videos 16 --width 1280 --height 720 --seconds 10 --fps 30
+    python scripts/bench_scan.py --videos 240 --distinct 16 --width 1280 --height 720 \
+        --seconds 10 --frames 32
 
 - sequential: one process, video by video, the same frames, detector and model (what a
-  single-user app does);
-- pipeline: `run_scan` on the local Ray (Ray already started, so start-up is not counted);
-- stages alone, in one process on a few videos: decode and sample; detect, align and crop;
-  score (the Scorer on the crops, on the GPU when there is one);
-- feed: Ray Data handing ready crops to the scoring actor, against the Scorer alone.
+  single-user app does), with the threads torch and the detector take by default
+  (`cores_used` says how many cores that kept busy);
+- pipeline: `run_scan` on the local Ray (Ray already started, so its start-up is not counted;
+  worker start-up and model loading are);
+- stages alone: decode and sample, and detect, align and crop, on one core in a fresh process
+  with OMP_NUM_THREADS=1, as a pipeline worker runs them; score: the Scorer on the crops (on the
+  GPU when there is one; without one also on one thread, as a decode task scores);
+- feed: Ray Data handing rows of ready crops, made by CPU tasks, to the scan's scoring actors,
+  counted from the first scored batch on (steady state).
 
-Ratios: speedup_vs_sequential = pipeline / sequential videos/s; feed_efficiency = crops/s scored
-when Ray Data feeds ready crops to the actor / crops/s of the Scorer alone; stage_efficiency =
-pipeline videos/s / the slowest stage's capacity (CPU stages: one core's rate times the cores
-left for them; scoring: crops/s over crops per video).
+Ratios: speedup_vs_sequential = pipeline / sequential videos/s; feed_efficiency = feed crops/s /
+crops/s of the Scorer alone; stage_efficiency = pipeline videos/s / the slowest stage's
+capacity (with a GPU: one core's decode+detect rate times the cores the actors leave, or
+scoring's crops/s over crops per video; without: the cores over one core's seconds a video for
+decode, detect and one-thread scoring).
 """
 
 from __future__ import annotations
@@ -54,22 +60,42 @@ def peak_rss_mb() -> float:
         return [int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM")][0]
 
 
-def build_folder(folder, n, width, height, seconds, fps) -> list[str]:
+def _write_one(args) -> None:
     import make_sample
 
-    make_sample.SIZE, make_sample.FPS = (width, height), fps
+    path, person, size, fps, frames, seed = args
+    make_sample.SIZE, make_sample.FPS = size, fps
+    write_clip(path, person, frames, seed)
+
+
+def build_folder(folder, n, width, height, seconds, fps, distinct=None) -> list[str]:
+    """n clips: `distinct` different ones written in parallel (every core), the rest copies of
+    them under other names (each name is a video to the scan; writing 720p clips costs more
+    than scanning them)."""
+    import shutil
+    from multiprocessing import get_context
+
     people = list(portraits().values())
     os.makedirs(folder, exist_ok=True)
-    paths = []
-    for i in range(n):
-        path = os.path.join(folder, f"clip_{i:04d}.mp4")
-        if not os.path.exists(path):
-            write_clip(path, people[i % len(people)], int(seconds * fps), seed=i)
-        paths.append(path)
+    paths = [os.path.join(folder, f"clip_{i:04d}.mp4") for i in range(n)]
+    distinct = min(n, distinct or n)
+    jobs = [
+        (paths[i], people[i % len(people)], (width, height), fps, int(seconds * fps), i)
+        for i in range(distinct)
+        if not os.path.exists(paths[i])
+    ]
+    if jobs:
+        with get_context("spawn").Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
+            pool.map(_write_one, jobs)
+    for i in range(distinct, n):
+        if not os.path.exists(paths[i]):
+            shutil.copyfile(paths[i % distinct], paths[i])
     return paths
 
 
-def stages_alone(paths, pre, frames, scorer) -> dict:
+def cpu_stages(paths, pre, frames) -> dict:
+    """Decode and sample; detect, align and crop: on one core, as a pipeline worker runs them
+    (its helper has OMP_NUM_THREADS=1). Runs in a fresh process, so the setting takes hold."""
     detector = make_detector(pre)
     decode_s = detect_s = 0.0
     sampled = with_face = 0
@@ -86,25 +112,56 @@ def stages_alone(paths, pre, frames, scorer) -> dict:
             crops += [f.crop for f in faces]
         detect_s += time.perf_counter() - t
         sampled += len(got)
-    batch = np.stack(crops * max(1, 1024 // max(1, len(crops))))[:1024]
-    scorer.score(batch[:64])  # warm-up
-    t = time.perf_counter()
-    scorer.score(batch)
-    score_rate = len(batch) / (time.perf_counter() - t)
     return {
         "decode_videos_per_s": len(paths) / decode_s,
         "decode_frames_per_s": sampled / decode_s,
         "detect_frames_per_s": sampled / detect_s,
         "detect_videos_per_s": len(paths) / detect_s,
         "faces_found_rate": with_face / max(1, sampled),
-        "score_crops_per_s": score_rate,
         "crops_per_video": len(crops) / len(paths),
+        "crops": np.stack(crops) if crops else np.zeros((0, pre.input_size, pre.input_size, 3)),
     }
+
+
+def stages_alone(paths, pre, frames, scorer) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # for the child only: restored below
+    try:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            out = pool.submit(cpu_stages, paths, pre, frames).result()
+    finally:
+        del os.environ["OMP_NUM_THREADS"]
+    crops = out.pop("crops")
+    batch = np.stack(list(crops) * max(1, 2048 // max(1, len(crops))))[:2048]
+    scorer.score(batch[:256])  # warm-up
+    t = time.perf_counter()
+    scorer.score(batch)
+    sync(scorer)
+    out["score_crops_per_s"] = len(batch) / (time.perf_counter() - t)
+    if not scorer.cuda:  # what a decode task that scores its own video gets
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        t = time.perf_counter()
+        scorer.score(batch[:128])
+        out["score_one_core_crops_per_s"] = 128 / (time.perf_counter() - t)
+        torch.set_num_threads(threads)
+    return out
+
+
+def sync(scorer) -> None:
+    if scorer.cuda:
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def sequential(paths, pre, frames, scorer) -> dict:
     detector = make_detector(pre)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), os.times()
     crops_total = 0
     for path in paths:
         row = extract_video(describe_file(path).to_row(), pre, frames, 2, detector)
@@ -112,37 +169,53 @@ def sequential(paths, pre, frames, scorer) -> dict:
         crops_total += len(crops)
         aggregate(scorer.score(crops))
     elapsed = time.perf_counter() - t
-    return {"videos_per_s": len(paths) / elapsed, "crops_per_s": crops_total / elapsed}
+    now = os.times()
+    used = (now.user - cpu.user) + (now.system - cpu.system)
+    return {
+        "videos_per_s": len(paths) / elapsed,
+        "crops_per_s": crops_total / elapsed,
+        "cores_used": used / elapsed,  # torch and the detector use several threads
+    }
+
+
+_BASE = None
+
+
+def fake_extraction(row: dict, size: int, per_video: int) -> dict:
+    """Stands in for the extraction stage: a row with ready crops, made on a CPU task."""
+    from pipeline.extract import empty_row, pack_crops
+
+    global _BASE
+    if _BASE is None or _BASE.shape != (per_video, size, size, 3):
+        _BASE = np.random.default_rng(0).integers(0, 255, (per_video, size, size, 3), np.uint8)
+    crops = _BASE.copy()  # cheap: the producers must outpace the GPU
+    crops[:, 0, 0, 0] = int(row["id"]) % 256
+    out = empty_row({"path": f"v{row['id']}", "size_bytes": 1, "modified_at": 0.0})
+    out.update(status="ok", crops=pack_crops(list(crops)), crop_size=size)
+    out["face_meta"] = np.zeros((per_video, 7)).tobytes()
+    return out
 
 
 def feed(ckpt, n_crops, size) -> float:
-    """Ray Data feeding ready crops (as the extraction stage's rows) to the scoring actor."""
+    """Crops/s scored when Ray Data hands rows of ready crops (made by CPU tasks, as the
+    extraction stage makes them) to the scan's scoring actors, in steady state: counted from
+    the first scored batch on, so actor start-up and model loading are left out."""
     import ray
 
-    from jobs.scan import ScoreActor, scorer_resources
-    from pipeline.extract import empty_row, pack_crops
+    from jobs.scan import build_score_stage
 
     per_video = 32
-    rng = np.random.default_rng(0)
-    crops = list(rng.integers(0, 255, (per_video, size, size, 3), np.uint8))
-    rows = []
-    for i in range(n_crops // per_video):
-        row = empty_row({"path": f"v{i}", "size_bytes": 1, "modified_at": 0.0})
-        row.update(status="ok", crops=pack_crops(crops), crop_size=size)
-        row["face_meta"] = np.zeros((per_video, 7)).tobytes()
-        rows.append(row)
-    ds = ray.data.from_items(rows).materialize()
-    cfg = ScanConfig(video_dir=".", report_dir=".", checkpoint=".")
-    actors, gpus, cpus = scorer_resources(cfg)
-    kwargs = {"model_ref": [ray.put(ckpt["model"])], "arch": ckpt["arch"],
-              "preprocess": ckpt["preprocess"].to_dict(), "max_batch": 256,
-              "cpu_threads": int(cpus), "score_options": {"threshold": 0.5}}  # fmt: skip
-    scored = ds.map_batches(ScoreActor, fn_constructor_kwargs=kwargs, batch_size=8,
-                            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-                            num_gpus=gpus, num_cpus=cpus)  # fmt: skip
-    t = time.perf_counter()
-    n = sum(int(np.sum(b["faces_scored"])) for b in scored.iter_batches(batch_size=None))
-    return n / (time.perf_counter() - t)
+    cfg = ScanConfig(video_dir=".", report_dir=".", checkpoint=".", scorer_actors=None)
+    ds = ray.data.from_items([{"id": i} for i in range(n_crops // per_video)])
+    ds = ds.map(fake_extraction, fn_kwargs={"size": size, "per_video": per_video}, num_cpus=1)
+    scored = build_score_stage(ds, cfg, ckpt, threshold=0.5, cpu_actors=1)
+    start, n = None, 0
+    for b in scored.iter_batches(batch_size=None):
+        if start is None:
+            start = time.perf_counter()
+        else:
+            n += int(np.sum(b["faces_scored"]))
+    return n / (time.perf_counter() - start)
 
 
 def driver_memory(n, checkpoint, workdir) -> dict:
@@ -179,6 +252,13 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option("--image-size", default=224, show_default=True)
 @click.option("--folder", default=None, help="Use these videos instead of building some.")
 @click.option("--stage-videos", default=4, show_default=True, help="Videos for stages alone.")
+@click.option("--distinct", default=8, show_default=True, help="Different clips; the rest copies.")
+@click.option(
+    "--sequential-videos", default=16, show_default=True, help="Videos for the baseline (a rate)."
+)
+@click.option(
+    "--feed-crops", default=None, type=int, help="Crops for the feed [32768 on GPU, 512 on CPU]."
+)
 @click.option(
     "--memory-check",
     default=0,
@@ -186,7 +266,8 @@ def driver_memory(n, checkpoint, workdir) -> dict:
     help="Also compare driver memory for N and 10N tiny videos (0: skip).",
 )
 def main(videos, width, height, seconds, fps, frames, detector, detect_width, image_size,
-         folder, stage_videos, memory_check):  # fmt: skip
+         folder, stage_videos, distinct, sequential_videos, feed_crops,
+         memory_check):  # fmt: skip
     import ray
 
     from jobs.scan import init_ray, run_scan
@@ -196,7 +277,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, im
         paths = find_videos(folder)
     else:
         folder = os.path.join(work, "videos")
-        paths = build_folder(folder, videos, width, height, seconds, fps)
+        paths = build_folder(folder, videos, width, height, seconds, fps, distinct)
     pre = Preprocess(input_size=image_size, detector=detector, detect_width=detect_width)
     ckpt_path = os.path.join(work, "model.pt")
     save_checkpoint(ckpt_path, build_model(), preprocess=pre)
@@ -209,7 +290,8 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, im
          device=str(scorer.device))  # fmt: skip
 
     alone = emit(stage="alone", **stages_alone(paths[:stage_videos], pre, frames, scorer))
-    seq = emit(stage="sequential", **sequential(paths, pre, frames, scorer))
+    seq = emit(stage="sequential", videos=min(len(paths), sequential_videos),
+               **sequential(paths[:sequential_videos], pre, frames, scorer))  # fmt: skip
 
     init_ray()
     t = time.perf_counter()
@@ -220,15 +302,20 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, im
     pipe = emit(stage="pipeline", videos_per_s=summary["videos"] / elapsed,
                 frames_per_s=summary["videos"] * frames / elapsed, crops_per_s=crops / elapsed,
                 ok=summary["ok"], peak_driver_rss_mb=peak_rss_mb())  # fmt: skip
-    fed = emit(stage="feed", crops_per_s=feed(ckpt, 2048, image_size))
+    fed = emit(stage="feed", crops_per_s=feed(ckpt, feed_crops or (32768 if scorer.cuda else 512),
+                                              image_size))  # fmt: skip
 
-    gpus = ray.cluster_resources().get("GPU", 0)
-    cpu_cores_for_stages = max(1, cores - (0 if gpus else 1))
-    per_core = 1.0 / (1.0 / alone["decode_videos_per_s"] + 1.0 / alone["detect_videos_per_s"])
-    capacity = min(
-        per_core * cpu_cores_for_stages,
-        alone["score_crops_per_s"] / max(1e-9, alone["crops_per_video"]),
-    )
+    # Capacity of the slowest stage, from the stages alone. With a GPU: the CPU stages on the
+    # cores the scoring actors leave, or scoring. Without: every core decodes, detects and
+    # scores whole videos, scoring on one thread.
+    core_s = 1.0 / alone["decode_videos_per_s"] + 1.0 / alone["detect_videos_per_s"]
+    if ray.cluster_resources().get("GPU", 0):
+        capacity = min(
+            (cores - 1) / core_s,
+            alone["score_crops_per_s"] / max(1e-9, alone["crops_per_video"]),
+        )
+    else:
+        capacity = cores / (core_s + alone["crops_per_video"] / alone["score_one_core_crops_per_s"])
     result = {
         "speedup_vs_sequential": pipe["videos_per_s"] / seq["videos_per_s"],
         "feed_efficiency": fed["crops_per_s"] / alone["score_crops_per_s"],

@@ -147,7 +147,7 @@ def test_crashing_decoder_and_killed_worker_do_not_fail_the_run(checkpoint, tmp_
     killed = None
     deadline = time.monotonic() + 180
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
-        workers = _worker_pids(b"ray::Map(extract_row)")
+        workers = _worker_pids(b"ray::Map(extract_and_score_row)")  # no GPU: decode + score
         if workers:
             killed = workers[0]
             os.kill(killed, signal.SIGKILL)  # a decoding worker dies mid-task

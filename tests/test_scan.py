@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -136,22 +137,34 @@ def test_unusable_checkpoint_exits_2_and_writes_nothing(video_dir, tmp_path, con
     assert not report.exists()
 
 
-def test_decoding_runs_as_its_own_task_stage_not_inside_the_scoring_actors(
-    ray_session, video_dir, checkpoint
-):
+def plan_of(video_dir, checkpoint, **options) -> str:
     from jobs.scan import build_dataset
     from pipeline.config import ScanConfig
     from pipeline.discover import discover
     from pipeline.model import load_checkpoint
 
-    cfg = ScanConfig(str(video_dir / "nested"), "unused", checkpoint, frames=1)
+    cfg = ScanConfig(str(video_dir / "nested"), "unused", checkpoint, frames=1, **options)
     rows = [r.to_row() for r in discover(cfg.video_dir)]
     ds = build_dataset(cfg, load_checkpoint(checkpoint), rows, threshold=0.5)
-    assert sum(len(b["path"]) for b in ds.iter_batches(batch_size=None)) == 2
-    stats = ds.stats()
+    batches = list(ds.iter_batches(batch_size=None))
+    assert sum(len(b["path"]) for b in batches) == 2
+    assert all(np.isfinite(b["fake_score"]).all() for b in batches)
+    return ds.stats()
+
+
+def test_decoding_runs_as_its_own_task_stage_not_inside_the_scoring_actors(
+    ray_session, video_dir, checkpoint
+):
+    stats = plan_of(video_dir, checkpoint, scorer_actors=1)
     # Fused, the plan would hold one operator 'Map(extract_row)->MapBatches(ScoreActor)'.
     assert "Map(extract_row):" in stats and "MapBatches(ScoreActor):" in stats
     assert "->MapBatches" not in stats
+
+
+def test_without_gpus_each_decode_task_scores_its_own_video(ray_session, video_dir, checkpoint):
+    stats = plan_of(video_dir, checkpoint)
+    assert "Map(extract_and_score_row):" in stats
+    assert "ScoreActor" not in stats
 
 
 def test_detector_can_be_chosen_per_scan(ray_session, video_dir, checkpoint, tmp_path):

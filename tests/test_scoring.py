@@ -15,7 +15,7 @@ PRE = Preprocess(input_size=32)
 @pytest.fixture(scope="module")
 def scorer():
     torch.manual_seed(0)
-    return Scorer(build_model(), PRE, device="cpu", max_batch=4)
+    return Scorer(build_model(), PRE, device="cpu", max_batch=4, precision="fp32")
 
 
 def crops(n, seed):
@@ -38,6 +38,15 @@ def test_normalisation_matches_the_reference(scorer):
     with torch.no_grad():
         want = torch.sigmoid(scorer.model((ref - mean) / std)).flatten().numpy()
     assert np.allclose(scorer.score(x), want, atol=1e-5)
+
+
+def test_auto_precision_stays_close_to_fp32(scorer):
+    # bf16 where this CPU has it natively (this project's CI machine does), fp32 elsewhere.
+    fast = Scorer(scorer.model, PRE, device="cpu", max_batch=4)
+    x = crops(8, 2)
+    assert np.abs(fast.score(x) - scorer.score(x)).max() < 1e-2
+    with pytest.raises(ValueError, match="precision"):
+        Scorer(scorer.model, PRE, device="cpu", precision="fp16")
 
 
 def row(path, status, n_crops, seed=0):
