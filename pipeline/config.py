@@ -59,7 +59,7 @@ class ScanConfig:
     top_k: int = 8
     threshold: float | None = None  # None: the checkpoint's threshold
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
-    batch_videos: int = 8  # videos per batch handed to a scoring actor
+    batch_videos: int = 32  # videos per batch handed to a scoring actor (1024 crops at 32)
     max_crops_per_forward: int = 256
     address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
     gpus: float | None = None  # GPUs in the cluster to use; None: all that Ray sees

@@ -93,10 +93,13 @@ def build_folder(folder, n, width, height, seconds, fps, distinct=None) -> list[
     return paths
 
 
-def cpu_stages(paths, pre, frames) -> dict:
+def cpu_stages(paths, pre, frames, start_at=None) -> dict:
     """Decode and sample; detect, align and crop: on one core, as a pipeline worker runs them
-    (its helper has OMP_NUM_THREADS=1). Runs in a fresh process, so the setting takes hold."""
+    (its helper has OMP_NUM_THREADS=1). Runs in a fresh process, so the setting takes hold.
+    With `start_at` (a time.time()), waits for it, so that parallel copies start together."""
     detector = make_detector(pre)
+    if start_at:
+        time.sleep(max(0.0, start_at - time.time()))
     decode_s = detect_s = 0.0
     sampled = with_face = 0
     crops = []
@@ -123,23 +126,29 @@ def cpu_stages(paths, pre, frames) -> dict:
     }
 
 
-def stages_alone(paths, pre, frames, scorer) -> dict:
+def stages_alone(paths, pre, frames, scorer, workers) -> dict:
+    """The stages alone; the CPU stages also in `workers` processes at once (the cores a
+    pipeline has for them), which gives their capacity on this machine: cores that share a
+    physical core, memory and caches do less each than one core alone."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    os.environ["OMP_NUM_THREADS"] = "1"  # for the child only: restored below
+    os.environ["OMP_NUM_THREADS"] = "1"  # for the children only: restored below
     try:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             out = pool.submit(cpu_stages, paths, pre, frames).result()
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            start_at = time.time() + 10.0  # after every child has imported its libraries
+            runs = [pool.submit(cpu_stages, paths, pre, frames, start_at) for _ in range(workers)]
+            seconds = [len(paths) / r.result()["decode_videos_per_s"]
+                       + len(paths) / r.result()["detect_videos_per_s"] for r in runs]  # fmt: skip
     finally:
         del os.environ["OMP_NUM_THREADS"]
+    out["cpu_stages_parallel_workers"] = workers
+    out["cpu_stages_parallel_videos_per_s"] = workers * len(paths) / max(seconds)
     crops = out.pop("crops")
     batch = np.stack(list(crops) * max(1, 2048 // max(1, len(crops))))[:2048]
-    scorer.score(batch[:256])  # warm-up
-    t = time.perf_counter()
-    scorer.score(batch)
-    sync(scorer)
-    out["score_crops_per_s"] = len(batch) / (time.perf_counter() - t)
+    out["score_crops_per_s"] = score_rate(scorer, batch)
     if not scorer.cuda:  # what a decode task that scores its own video gets
         import torch
 
@@ -150,6 +159,14 @@ def stages_alone(paths, pre, frames, scorer) -> dict:
         out["score_one_core_crops_per_s"] = 128 / (time.perf_counter() - t)
         torch.set_num_threads(threads)
     return out
+
+
+def score_rate(scorer, batch) -> float:
+    scorer.score(batch[:256])  # warm-up
+    t = time.perf_counter()
+    scorer.score(batch)
+    sync(scorer)
+    return len(batch) / (time.perf_counter() - t)
 
 
 def sync(scorer) -> None:
@@ -196,7 +213,7 @@ def fake_extraction(row: dict, size: int, per_video: int) -> dict:
     return out
 
 
-def feed(ckpt, n_crops, size) -> float:
+def feed(ckpt, n_crops, size, **knobs) -> float:
     """Crops/s scored when Ray Data hands rows of ready crops (made by CPU tasks, as the
     extraction stage makes them) to the scan's scoring actors, in steady state: counted from
     the first scored batch on, so actor start-up and model loading are left out."""
@@ -205,7 +222,7 @@ def feed(ckpt, n_crops, size) -> float:
     from jobs.scan import build_score_stage
 
     per_video = 32
-    cfg = ScanConfig(video_dir=".", report_dir=".", checkpoint=".", scorer_actors=None)
+    cfg = ScanConfig(video_dir=".", report_dir=".", checkpoint=".", **knobs)
     ds = ray.data.from_items([{"id": i} for i in range(n_crops // per_video)])
     ds = ds.map(fake_extraction, fn_kwargs={"size": size, "per_video": per_video}, num_cpus=1)
     scored = build_score_stage(ds, cfg, ckpt, threshold=0.5, cpu_actors=1)
@@ -256,8 +273,11 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option(
     "--sequential-videos", default=16, show_default=True, help="Videos for the baseline (a rate)."
 )
+@click.option("--actors-per-gpu", default=2, show_default=True)
+@click.option("--batch-videos", default=32, show_default=True, help="Videos per scoring batch.")
+@click.option("--feed-only", is_flag=True, help="Measure only the feed (for tuning its knobs).")
 @click.option(
-    "--feed-crops", default=None, type=int, help="Crops for the feed [32768 on GPU, 512 on CPU]."
+    "--feed-crops", default=None, type=int, help="Crops for the feed [32768; none on CPU]."
 )
 @click.option(
     "--memory-check",
@@ -266,8 +286,8 @@ def driver_memory(n, checkpoint, workdir) -> dict:
     help="Also compare driver memory for N and 10N tiny videos (0: skip).",
 )
 def main(videos, width, height, seconds, fps, frames, detector, detect_width, image_size,
-         folder, stage_videos, distinct, sequential_videos, feed_crops,
-         memory_check):  # fmt: skip
+         folder, stage_videos, distinct, sequential_videos, actors_per_gpu, batch_videos,
+         feed_only, feed_crops, memory_check):  # fmt: skip
     import ray
 
     from jobs.scan import init_ray, run_scan
@@ -289,36 +309,54 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, im
          frames=frames, detector=detector, detect_width=detect_width, cores=cores,
          device=str(scorer.device))  # fmt: skip
 
-    alone = emit(stage="alone", **stages_alone(paths[:stage_videos], pre, frames, scorer))
+    knobs = {"actors_per_gpu": actors_per_gpu, "batch_videos": batch_videos}
+    n_feed = feed_crops or (32768 if scorer.cuda else 4096)
+    if feed_only:
+        init_ray()
+        crops = np.random.default_rng(0).integers(0, 255, (2048, image_size, image_size, 3),
+                                                  np.uint8)  # fmt: skip
+        rate = score_rate(scorer, crops)
+        fed = feed(ckpt, n_feed, image_size, **knobs)
+        emit(stage="feed", **knobs, crops_per_s=fed, scorer_crops_per_s=rate,
+             feed_efficiency=fed / rate)  # fmt: skip
+        return
+    gpu = scorer.cuda
+    alone = emit(stage="alone", **stages_alone(paths[:stage_videos], pre, frames, scorer,
+                                               workers=cores - 1 if gpu else cores))  # fmt: skip
     seq = emit(stage="sequential", videos=min(len(paths), sequential_videos),
                **sequential(paths[:sequential_videos], pre, frames, scorer))  # fmt: skip
 
     init_ray()
     t = time.perf_counter()
     summary = run_scan(ScanConfig(folder, os.path.join(work, "report"), ckpt_path,
-                                  frames=frames, progress=False, rescan=True))  # fmt: skip
+                                  frames=frames, progress=False, rescan=True,
+                                  **knobs))  # fmt: skip
     elapsed = time.perf_counter() - t
     crops = alone["crops_per_video"] * summary["videos"]
     pipe = emit(stage="pipeline", videos_per_s=summary["videos"] / elapsed,
                 frames_per_s=summary["videos"] * frames / elapsed, crops_per_s=crops / elapsed,
                 ok=summary["ok"], peak_driver_rss_mb=peak_rss_mb())  # fmt: skip
-    fed = emit(stage="feed", crops_per_s=feed(ckpt, feed_crops or (32768 if scorer.cuda else 512),
-                                              image_size))  # fmt: skip
+    # Without a GPU the scan has no scoring actor to feed (decode tasks score their videos).
+    fed = (
+        emit(stage="feed", crops_per_s=feed(ckpt, n_feed, image_size, **knobs))
+        if gpu or feed_crops
+        else None
+    )
 
-    # Capacity of the slowest stage, from the stages alone. With a GPU: the CPU stages on the
-    # cores the scoring actors leave, or scoring. Without: every core decodes, detects and
-    # scores whole videos, scoring on one thread.
-    core_s = 1.0 / alone["decode_videos_per_s"] + 1.0 / alone["detect_videos_per_s"]
+    # Capacity of the slowest stage, from the stages alone. With a GPU: the CPU stages run in
+    # parallel on the cores the scoring actors leave, or scoring. Without: every core decodes,
+    # detects and scores whole videos, scoring on one thread.
+    cpu_capacity = alone["cpu_stages_parallel_videos_per_s"]
     if ray.cluster_resources().get("GPU", 0):
         capacity = min(
-            (cores - 1) / core_s,
-            alone["score_crops_per_s"] / max(1e-9, alone["crops_per_video"]),
+            cpu_capacity, alone["score_crops_per_s"] / max(1e-9, alone["crops_per_video"])
         )
     else:
+        core_s = cores / cpu_capacity  # a video's CPU-stage seconds on one of these cores
         capacity = cores / (core_s + alone["crops_per_video"] / alone["score_one_core_crops_per_s"])
     result = {
         "speedup_vs_sequential": pipe["videos_per_s"] / seq["videos_per_s"],
-        "feed_efficiency": fed["crops_per_s"] / alone["score_crops_per_s"],
+        "feed_efficiency": fed["crops_per_s"] / alone["score_crops_per_s"] if fed else None,
         "stage_efficiency": pipe["videos_per_s"] / capacity,
         "videos_per_hour": pipe["videos_per_s"] * 3600,
     }

@@ -180,3 +180,18 @@ def test_detector_can_be_chosen_per_scan(ray_session, video_dir, checkpoint, tmp
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "ONNX model file" in result.output
     assert not (tmp_path / "y").exists()
+
+
+def test_scoring_resources_follow_the_gpus():
+    from jobs.scan import scorer_resources
+    from pipeline.config import ScanConfig
+
+    def cfg(**kw):
+        return ScanConfig("v", "r", "c", **kw)
+
+    assert scorer_resources(cfg(gpus=2)) == (4, 0.5, 0.5)  # two actors share each GPU
+    assert scorer_resources(cfg(gpus=1, actors_per_gpu=1)) == (1, 1.0, 0.5)
+    assert scorer_resources(cfg(gpus=0))[0] == 0  # no GPU: decode tasks score
+    assert scorer_resources(cfg(gpus=0, scorer_actors=3)) == (3, 0.0, 1.0)
+    with pytest.raises(ValueError, match="actors_per_gpu"):
+        cfg(actors_per_gpu=0)
