@@ -24,6 +24,12 @@ class Busy(click.ClickException):
     exit_code = 3
 
 
+REUSE_HELP = (
+    "Carry a face box over to at most N following sampled frames while its region looks the"
+    " same, instead of detecting again; 0 detects in every frame."
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deepfake-pipeline")
 def cli():
@@ -62,6 +68,12 @@ def cli():
     help="Face detector. [default: the checkpoint's]",
 )
 @click.option("--detector-model", default=None, help="Model file for --detector yunet.")
+@click.option(
+    "--reuse-boxes",
+    type=click.IntRange(min=0),
+    default=None,
+    help=REUSE_HELP + " [default: the checkpoint's]",
+)
 @click.option("--rescan", is_flag=True, help="Score every video again, also unchanged ones.")
 @click.option(
     "--flush-seconds",
@@ -91,6 +103,7 @@ def scan(
     address,
     detector,
     detector_model,
+    reuse_boxes,
     rescan,
     flush_seconds,
     video_timeout,
@@ -123,6 +136,7 @@ def scan(
             progress=not quiet,
             detector=detector,
             detector_model=detector_model,
+            reuse_boxes=reuse_boxes,
             rescan=rescan,
             flush_seconds=flush_seconds,
             video_timeout_s=video_timeout,
@@ -157,6 +171,13 @@ def scan(
 )
 @click.option("--detector-model", default="", help="Model file for --detector yunet.")
 @click.option(
+    "--reuse-boxes",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help=REUSE_HELP,
+)
+@click.option(
     "--val-fraction",
     default=0.0,
     show_default=True,
@@ -173,6 +194,7 @@ def extract_faces(
     margin,
     detector,
     detector_model,
+    reuse_boxes,
     val_fraction,
     address,
 ):
@@ -196,6 +218,7 @@ def extract_faces(
                 margin=margin,
                 detector=detector,
                 detector_model=detector_model,
+                reuse_boxes=reuse_boxes,
             ),
             labels_csv=labels_csv,
             frames=frames,

@@ -277,12 +277,14 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started, started_at = time.monotonic(), datetime.now(UTC)
     ckpt = load_checkpoint(cfg.checkpoint)
-    if cfg.detector or cfg.detector_model:
-        ckpt["preprocess"] = dataclasses.replace(
-            ckpt["preprocess"],
-            detector=cfg.detector or ckpt["preprocess"].detector,
-            detector_model=cfg.detector_model or ckpt["preprocess"].detector_model,
-        )
+    overrides = {
+        "detector": cfg.detector,
+        "detector_model": cfg.detector_model,
+        "reuse_boxes": cfg.reuse_boxes,
+    }
+    overrides = {k: v for k, v in overrides.items() if v not in (None, "")}
+    if overrides:
+        ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], **overrides)
     make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
     refs = discover(cfg.video_dir, cfg.extensions)

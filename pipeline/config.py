@@ -26,6 +26,13 @@ class Preprocess:
     detect_width: int = 480  # frames are downscaled to this width before detection
     min_face: int = 24  # smallest face side, in pixels of the downscaled frame
     align: bool = True  # rotate so the eyes are level, where the eyes are found
+    # Carry a face box over to at most this many following sampled frames while its region
+    # still looks the same, instead of detecting again (0: detect in every frame).
+    reuse_boxes: int = 3
+
+    def __post_init__(self) -> None:
+        if self.reuse_boxes < 0:
+            raise ValueError("reuse_boxes must be 0 or more")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -69,6 +76,7 @@ class ScanConfig:
     run_id: str | None = None
     detector: str | None = None  # None: the checkpoint's face detector
     detector_model: str | None = None  # the model file of a detector that needs one (yunet)
+    reuse_boxes: int | None = None  # None: the checkpoint's (see Preprocess.reuse_boxes)
     rescan: bool = False  # score every video again, even unchanged ones
     flush_seconds: float = 15.0  # results reach disk at least this often: a crash loses less
     video_timeout_s: float = 600.0  # a video whose decoding takes longer becomes an error row

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import Preprocess
-from pipeline.faces import detect_faces, make_detector
+from pipeline.faces import FaceTracker, make_detector
 from pipeline.video import VideoError, open_video, probe, sample_frames
 
 FACE_META_COLUMNS = ("frame_index", "timestamp_s", "face_index", "x", "y", "w", "h")
@@ -103,9 +103,10 @@ def _extract(row, preprocess, frames, max_faces, detector, open_capture) -> dict
     crops: list[np.ndarray] = []
     meta: list[tuple] = []
     sampled = with_face = 0
+    tracker = FaceTracker(detector, preprocess, max_faces)
     for index, frame in sample_frames(lambda: open_capture(path), frames, info.frame_count):
         sampled += 1
-        faces = detect_faces(frame, detector, preprocess, max_faces)
+        faces = tracker.faces(frame)
         if faces:
             with_face += 1
         ts = index / info.fps if info.fps > 0 else math.nan

@@ -18,6 +18,11 @@ import numpy as np
 
 from pipeline.config import Preprocess
 
+# A face box found in one sampled frame is used again in the next ones while its region still
+# looks the same: the normalised correlation of a small grey thumbnail of the box against the
+# one taken where the detector found it stays at least this high (a few percent of movement).
+SAME_FACE_CORRELATION = 0.9
+THUMB_SIZE = 24
 # Larger than this and an "eye pair" is more likely two false detections than a tilted head.
 MAX_ALIGN_ANGLE = 30.0
 # Faces are resized to this width before their eyes are searched for: wide enough for the eye
@@ -236,6 +241,58 @@ def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces:
         crop = crop_face(frame, full, angle or 0.0, preprocess.input_size, preprocess.margin)
         faces.append(Face(full, angle or 0.0, crop))
     return faces
+
+
+def _thumb(frame: np.ndarray, box: Box) -> np.ndarray | None:
+    """The box's region as a small grey image, zero mean and unit norm (None if flat/empty)."""
+    roi = frame[max(0, box.y) : box.y + box.h, max(0, box.x) : box.x + box.w]
+    if roi.size == 0:
+        return None
+    small = cv2.resize(roi, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
+    g = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    g -= g.mean()
+    norm = float(np.linalg.norm(g))
+    return g / norm if norm > 1e-3 else None
+
+
+class FaceTracker:
+    """Faces in the sampled frames of one video, in order. The detector (and the eye search)
+    runs on a frame unless the faces of the last detection can be carried over: at most
+    `preprocess.reuse_boxes` frames in a row, and only while every one of those boxes still
+    holds the same picture (thumbnail correlation >= SAME_FACE_CORRELATION against the frame
+    where it was detected). A reused box is cropped from the new frame as usual. A frame where
+    the last detection found nothing is always searched."""
+
+    def __init__(self, detector, preprocess: Preprocess, max_faces: int):
+        self.detector, self.preprocess, self.max_faces = detector, preprocess, max_faces
+        self.last: list[tuple[Box, float, np.ndarray]] = []
+        self.in_a_row = 0
+        self.detected = self.reused = 0  # frames
+
+    def faces(self, frame: np.ndarray) -> list[Face]:
+        pre = self.preprocess
+        if self.last and self.in_a_row < pre.reuse_boxes and self._unchanged(frame):
+            self.in_a_row += 1
+            self.reused += 1
+            return [
+                Face(box, angle, crop_face(frame, box, angle, pre.input_size, pre.margin))
+                for box, angle, _ in self.last
+            ]
+        faces = detect_faces(frame, self.detector, pre, self.max_faces)
+        self.detected += 1
+        self.in_a_row = 0
+        thumbs = [_thumb(frame, f.box) for f in faces]
+        self.last = [(f.box, f.angle, t) for f, t in zip(faces, thumbs, strict=True)]
+        if any(t is None for t in thumbs):
+            self.last = []  # a box that cannot be checked is never carried over
+        return faces
+
+    def _unchanged(self, frame: np.ndarray) -> bool:
+        for box, _, ref in self.last:
+            now = _thumb(frame, box)
+            if now is None or float(np.sum(now * ref)) < SAME_FACE_CORRELATION:
+                return False
+        return True
 
 
 def _eye_angle(frame: np.ndarray, box: Box) -> float | None:

