@@ -38,7 +38,8 @@ def grad_cam(
     was_training = model.training
     model.eval()
     try:
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float()
+        # torch.tensor copies: the crops may be a read-only view of a report or pipe buffer.
+        x = torch.tensor(crops).to(device).permute(0, 3, 1, 2).float()
         mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1) * 255
         std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1) * 255
         x = ((x - mean) / std).requires_grad_(False)

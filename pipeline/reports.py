@@ -300,7 +300,12 @@ def load_runs(report_dir: str) -> pd.DataFrame:
             with fs.open_input_stream(info.path) as f:
                 records.append(json.loads(f.read()))
     df = pd.DataFrame(records)
-    return df.sort_values("run_id").reset_index(drop=True) if len(df) else df
+    if not len(df):
+        return df
+    # By start time: run ids carry whole seconds only, and short runs can start in the same one.
+    started = pd.to_datetime(df.get("started_at"), utc=True, format="ISO8601", errors="coerce")
+    df = df.assign(_started=started).sort_values(["_started", "run_id"], kind="stable")
+    return df.drop(columns="_started").reset_index(drop=True)
 
 
 def mark_interrupted_runs(report_dir: str) -> list[str]:

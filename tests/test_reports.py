@@ -77,3 +77,17 @@ def test_latest_result_per_video_and_its_faces(tmp_path):
 def test_empty_report_folder_gives_empty_frames_with_the_columns(tmp_path):
     assert list(load_videos(str(tmp_path)).columns) == VIDEOS_SCHEMA.names
     assert len(load_faces(str(tmp_path))) == 0
+
+
+def test_runs_come_back_in_the_order_they_started(tmp_path):
+    from pipeline.reports import load_runs, write_run_record
+
+    # Two short runs in the same second: their ids sort the other way round.
+    write_run_record(str(tmp_path), {"run_id": "20261126T061512Z-ffffff", "status": "completed",
+                                     "started_at": "2026-11-26T06:15:12.100000+00:00"})  # fmt: skip
+    write_run_record(str(tmp_path), {"run_id": "20261126T061512Z-000000", "status": "completed",
+                                     "started_at": "2026-11-26T06:15:12.900000+00:00"})  # fmt: skip
+    assert list(load_runs(str(tmp_path)).run_id) == [
+        "20261126T061512Z-ffffff",
+        "20261126T061512Z-000000",
+    ]
