@@ -59,7 +59,7 @@ def cli():
     show_default=True,
     help="Comma-separated video file extensions, case-insensitive.",
 )
-@click.option("--batch-size", default=32, show_default=True, help="Videos per scoring batch.")
+@click.option("--batch-size", default=32, show_default=True, help="Videos per GPU scoring batch.")
 @click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
 @click.option(
     "--detector",

@@ -1,5 +1,5 @@
-"""The scan job: discover -> decode, detect, crop (CPU tasks) -> score (GPU or CPU actors) ->
-Parquet reports written by the driver as results stream in.
+"""The scan job: discover -> decode, detect, crop (CPU tasks) -> score (GPU actors; without a
+GPU, inside the same CPU tasks) -> Parquet reports written by the driver as results stream in.
 
 One video travels as one row. Failures travel as rows too, with status `error` and the reason.
 Run it locally with `deepfake scan`, or on a cluster with
@@ -91,7 +91,8 @@ def _cpu_scorer(model_ref: list, arch: str, preprocess: dict, model_id: str) -> 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
         torch.set_num_threads(max(1, int(cpus)))
         model = model_from_checkpoint({"arch": arch, "model": ray.get(model_ref[0])})
-        scorer = Scorer(model, Preprocess.from_dict(preprocess), device="cpu")
+        # One thread gains nothing from large forward passes; small ones keep memory bounded.
+        scorer = Scorer(model, Preprocess.from_dict(preprocess), device="cpu", max_batch=32)
         _CPU_SCORER = (model_id, scorer)
     return _CPU_SCORER[1]
 
@@ -151,8 +152,8 @@ def scorer_resources(cfg: ScanConfig) -> tuple[int, float, float]:
     `cfg.scorer_actors` CPU actors, or 0, meaning the decode tasks score their own videos."""
     gpus = ray.cluster_resources().get("GPU", 0.0) if cfg.gpus is None else cfg.gpus
     if gpus >= 1:
-        per_gpu = cfg.actors_per_gpu
-        return cfg.scorer_actors or int(gpus) * per_gpu, 1.0 / per_gpu, 0.5
+        actors = cfg.scorer_actors or int(gpus) * cfg.actors_per_gpu
+        return actors, min(1.0, int(gpus) / actors), 0.5
     return cfg.scorer_actors or 0, 0.0, 1.0
 
 

@@ -66,7 +66,7 @@ class ScanConfig:
     top_k: int = 8
     threshold: float | None = None  # None: the checkpoint's threshold
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
-    batch_videos: int = 32  # videos per batch handed to a scoring actor (1024 crops at 32)
+    batch_videos: int = 32  # videos per batch handed to a GPU scoring actor (unused without)
     max_crops_per_forward: int = 256
     address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
     gpus: float | None = None  # GPUs in the cluster to use; None: all that Ray sees

@@ -244,10 +244,15 @@ def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces:
 
 
 def _thumb(frame: np.ndarray, box: Box) -> np.ndarray | None:
-    """The box's region as a small grey image, zero mean and unit norm (None if flat/empty)."""
-    roi = frame[max(0, box.y) : box.y + box.h, max(0, box.x) : box.x + box.w]
-    if roi.size == 0:
+    """The box's region as a small grey image, zero mean and unit norm; None when it is flat,
+    or when less than half of the box lies inside the frame (then there is too little of the
+    face to compare)."""
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, box.x), max(0, box.y)
+    x1, y1 = min(w, box.x + box.w), min(h, box.y + box.h)
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < 0.5 * box.area:
         return None
+    roi = frame[y0:y1, x0:x1]
     small = cv2.resize(roi, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
     g = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
     g -= g.mean()

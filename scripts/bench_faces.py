@@ -14,9 +14,10 @@ import json
 import os
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as a scan's decode task has
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as a scan's decode helper has
 
 import click  # noqa: E402
+import cv2  # noqa: E402
 
 from pipeline.config import Preprocess  # noqa: E402
 from pipeline.faces import FaceTracker, make_detector  # noqa: E402
@@ -31,6 +32,7 @@ from pipeline.video import open_video, probe, sample_frames  # noqa: E402
 @click.option("--frames", default=32, show_default=True)
 @click.option("--passes", default=2, show_default=True)
 def main(videos, detectors, widths, reuses, frames, passes):
+    cv2.setNumThreads(1)
     sampled = {}
     for path in videos:
         count = probe(open_video(path)).frame_count

@@ -93,13 +93,18 @@ def build_folder(folder, n, width, height, seconds, fps, distinct=None) -> list[
     return paths
 
 
-def cpu_stages(paths, pre, frames, start_at=None) -> dict:
-    """Decode and sample; detect, align and crop: on one core, as a pipeline worker runs them
-    (its helper has OMP_NUM_THREADS=1). Runs in a fresh process, so the setting takes hold.
-    With `start_at` (a time.time()), waits for it, so that parallel copies start together."""
+def cpu_stages(paths, pre, frames, barrier=None) -> dict:
+    """Decode and sample; detect, align and crop: on one core, as a pipeline worker's helper
+    runs them (OMP_NUM_THREADS=1, OpenCV on one thread). Runs in a fresh process, so the
+    settings take hold. With a `barrier`, waits there after warming up, so that parallel
+    copies start together."""
+    import cv2
+
+    cv2.setNumThreads(1)
     detector = make_detector(pre)
-    if start_at:
-        time.sleep(max(0.0, start_at - time.time()))
+    if barrier is not None:
+        FaceTracker(detector, pre, 2).faces(np.zeros((240, 320, 3), np.uint8))  # warm up
+        barrier.wait()
     decode_s = detect_s = 0.0
     sampled = with_face = detected = 0
     crops = []
@@ -134,15 +139,18 @@ def stages_alone(paths, pre, frames, scorer, workers) -> dict:
     pipeline has for them), which gives their capacity on this machine: cores that share a
     physical core, memory and caches do less each than one core alone."""
     from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from multiprocessing import Manager, get_context
 
     os.environ["OMP_NUM_THREADS"] = "1"  # for the children only: restored below
     try:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             out = pool.submit(cpu_stages, paths, pre, frames).result()
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            start_at = time.time() + 10.0  # after every child has imported its libraries
-            runs = [pool.submit(cpu_stages, paths, pre, frames, start_at) for _ in range(workers)]
+        with (
+            Manager() as manager,
+            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool,
+        ):
+            barrier = manager.Barrier(workers)  # all start once every one has warmed up
+            runs = [pool.submit(cpu_stages, paths, pre, frames, barrier) for _ in range(workers)]
             seconds = [len(paths) / r.result()["decode_videos_per_s"]
                        + len(paths) / r.result()["detect_videos_per_s"] for r in runs]  # fmt: skip
     finally:
@@ -157,6 +165,7 @@ def stages_alone(paths, pre, frames, scorer, workers) -> dict:
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        scorer.score(batch[:32])  # warm-up at one thread
         t = time.perf_counter()
         scorer.score(batch[:128])
         out["score_one_core_crops_per_s"] = 128 / (time.perf_counter() - t)
@@ -222,12 +231,14 @@ def feed(ckpt, n_crops, size, **knobs) -> float:
     the first scored batch on, so actor start-up and model loading are left out."""
     import ray
 
-    from jobs.scan import build_score_stage
+    from jobs.scan import EXTRACT_MEMORY, build_score_stage
 
     per_video = 32
     cfg = ScanConfig(video_dir=".", report_dir=".", checkpoint=".", **knobs)
     ds = ray.data.from_items([{"id": i} for i in range(n_crops // per_video)])
-    ds = ds.map(fake_extraction, fn_kwargs={"size": size, "per_video": per_video}, num_cpus=1)
+    # memory= as the extraction stage declares it, which also keeps the two stages unfused.
+    ds = ds.map(fake_extraction, fn_kwargs={"size": size, "per_video": per_video}, num_cpus=1,
+                memory=EXTRACT_MEMORY)  # fmt: skip
     scored = build_score_stage(ds, cfg, ckpt, threshold=0.5, cpu_actors=1)
     start, n = None, 0
     for b in scored.iter_batches(batch_size=None):

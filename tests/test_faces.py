@@ -134,3 +134,13 @@ def test_reuse_off_detects_every_frame(pre):
     assert det.calls == 3
     with pytest.raises(ValueError, match="reuse_boxes"):
         Preprocess(reuse_boxes=-1)
+
+
+def test_a_box_mostly_outside_the_frame_is_never_carried_over():
+    from pipeline.faces import _thumb
+
+    frame = face_frame(640, 480)
+    assert _thumb(frame, Box(200, 100, 200, 200)) is not None
+    assert _thumb(frame, Box(-150, 100, 200, 200)) is None  # a quarter of it is in the frame
+    assert _thumb(frame, Box(-300, -300, 200, 200)) is None  # wholly outside
+    assert _thumb(np.full((480, 640, 3), 90, np.uint8), Box(200, 100, 200, 200)) is None  # flat

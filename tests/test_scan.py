@@ -191,6 +191,7 @@ def test_scoring_resources_follow_the_gpus():
 
     assert scorer_resources(cfg(gpus=2)) == (4, 0.5, 0.5)  # two actors share each GPU
     assert scorer_resources(cfg(gpus=1, actors_per_gpu=1)) == (1, 1.0, 0.5)
+    assert scorer_resources(cfg(gpus=2, scorer_actors=2)) == (2, 1.0, 0.5)  # one GPU each
     assert scorer_resources(cfg(gpus=0))[0] == 0  # no GPU: decode tasks score
     assert scorer_resources(cfg(gpus=0, scorer_actors=3)) == (3, 0.0, 1.0)
     with pytest.raises(ValueError, match="actors_per_gpu"):
