@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from pipeline.config import Preprocess
+from pipeline.scoring import input_stats, model_input
 
 
 def grad_cam(
@@ -39,10 +40,7 @@ def grad_cam(
     model.eval()
     try:
         # torch.tensor copies: the crops may be a read-only view of a report or pipe buffer.
-        x = torch.tensor(crops).to(device).permute(0, 3, 1, 2).float()
-        mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1) * 255
-        std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1) * 255
-        x = ((x - mean) / std).requires_grad_(False)
+        x = model_input(torch.tensor(crops).to(device), *input_stats(preprocess, device))
         with torch.enable_grad():
             logits = model(x).squeeze(1)
             fake = torch.sigmoid(logits.detach()) >= threshold

@@ -243,16 +243,20 @@ def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces:
     return faces
 
 
+def _region(frame: np.ndarray, box: Box) -> np.ndarray:
+    """The part of the frame the box covers (clipped at the frame's edges; may be empty)."""
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, box.x), max(0, box.y)
+    return frame[y0 : max(y0, min(h, box.y + box.h)), x0 : max(x0, min(w, box.x + box.w))]
+
+
 def _thumb(frame: np.ndarray, box: Box) -> np.ndarray | None:
     """The box's region as a small grey image, zero mean and unit norm; None when it is flat,
     or when less than half of the box lies inside the frame (then there is too little of the
     face to compare)."""
-    h, w = frame.shape[:2]
-    x0, y0 = max(0, box.x), max(0, box.y)
-    x1, y1 = min(w, box.x + box.w), min(h, box.y + box.h)
-    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < 0.5 * box.area:
+    roi = _region(frame, box)
+    if roi.size == 0 or roi.shape[0] * roi.shape[1] < 0.5 * box.area:
         return None
-    roi = frame[y0:y1, x0:x1]
     small = cv2.resize(roi, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
     g = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
     g -= g.mean()
@@ -303,7 +307,7 @@ class FaceTracker:
 def _eye_angle(frame: np.ndarray, box: Box) -> float | None:
     """Eyes are searched at a fixed face width from the full frame: in the downscaled detection
     frame they are often smaller than the eye cascade's 20 px window."""
-    roi = frame[max(0, box.y) : box.y + box.h, max(0, box.x) : box.x + box.w]
+    roi = _region(frame, box)
     if roi.size == 0:
         return None
     width = EYE_SEARCH_WIDTH

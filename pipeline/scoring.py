@@ -50,6 +50,20 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def input_stats(preprocess: Preprocess, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The preprocessing's mean and std on `device`, shaped for NCHW and scaled to 0..255."""
+    shape = (1, 3, 1, 1)
+    mean = torch.tensor(preprocess.mean, device=device).view(shape) * 255.0
+    std = torch.tensor(preprocess.std, device=device).view(shape) * 255.0
+    return mean, std
+
+
+def model_input(crops: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(N, S, S, 3) uint8 RGB crops, on the model's device -> the (N, 3, S, S) float input the
+    model takes (a new tensor). Scoring and explanations both go through here."""
+    return crops.permute(0, 3, 1, 2).float().sub_(mean).div_(std)
+
+
 class Scorer:
     def __init__(
         self,
@@ -68,9 +82,7 @@ class Scorer:
         self.preprocess = preprocess
         self.max_batch = max_batch
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
-        shape = (1, 3, 1, 1)
-        self.mean = torch.tensor(preprocess.mean, device=self.device).view(shape) * 255.0
-        self.std = torch.tensor(preprocess.std, device=self.device).view(shape) * 255.0
+        self.mean, self.std = input_stats(preprocess, self.device)
 
     @torch.inference_mode()
     def score(self, crops: np.ndarray) -> np.ndarray:
@@ -83,8 +95,7 @@ class Scorer:
             x = torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy())
             if self.cuda:
                 x = x.pin_memory().to(self.device, non_blocking=True)
-            x = x.permute(0, 3, 1, 2).float().sub_(self.mean).div_(self.std)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = model_input(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(x)
             out.append(torch.sigmoid(logits.float()).flatten().cpu())

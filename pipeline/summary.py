@@ -83,10 +83,14 @@ def score_histogram(videos: pd.DataFrame) -> str:
     return png_data_uri(fig)
 
 
-def score_over_time(faces: pd.DataFrame, threshold: float | None = None) -> str:
+def score_over_time(
+    faces: pd.DataFrame, threshold: float | None = None, size: tuple[float, float] = (4, 2.2)
+) -> str:
+    """Each face's score against its time (or frame, where the time is unknown), as a PNG data
+    URI; `faces` has the faces table's timestamp_s, frame_index, face_index and fake_score."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4, 2.2), dpi=100)
+    fig = Figure(figsize=size, dpi=100)
     ax = fig.subplots()
     x = faces.timestamp_s.where(faces.timestamp_s.notna(), faces.frame_index)
     for k, part in faces.assign(x=x).groupby("face_index"):

@@ -9,6 +9,7 @@ import threading
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from pipeline.aggregate import aggregate, label_for
 from pipeline.discover import describe_file
@@ -16,7 +17,7 @@ from pipeline.explain import grad_cam, overlay
 from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
 from pipeline.faces import detect_faces, make_detector
 from pipeline.isolate import IsolatedExtractor
-from pipeline.summary import png_data_uri
+from pipeline.summary import score_over_time
 
 IMAGE_KINDS = ("jpeg", "png", "webp")
 VIDEO_KINDS = ("mp4", "mov", "avi", "webm")
@@ -173,17 +174,13 @@ def _draw_boxes(frame: np.ndarray, meta: np.ndarray, scores: np.ndarray, thresho
 
 
 def _chart(meta: np.ndarray, scores: np.ndarray, threshold: float) -> str:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 2.4), dpi=100)
-    ax = fig.subplots()
-    t = np.where(np.isnan(meta[:, 1]), meta[:, 0], meta[:, 1])
-    for k in np.unique(meta[:, 2]):
-        sel = meta[:, 2] == k
-        ax.plot(t[sel], scores[sel], "o-", ms=3, label=f"face {int(k)}")
-    ax.axhline(threshold, color="0.6", ls="--", lw=1)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("fake score")
-    fig.tight_layout()
-    return png_data_uri(fig)
+    """The report's score-over-time chart, for one analysed video."""
+    faces = pd.DataFrame(
+        {
+            "frame_index": meta[:, 0],
+            "timestamp_s": meta[:, 1],
+            "face_index": meta[:, 2].astype(int),
+            "fake_score": scores,
+        }
+    )
+    return score_over_time(faces, threshold, size=(6, 2.4))
