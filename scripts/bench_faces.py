@@ -14,14 +14,33 @@ import json
 import os
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as a scan's decode helper has
+import click
+import cv2
+import numpy as np
 
-import click  # noqa: E402
-import cv2  # noqa: E402
+from pipeline.config import Preprocess
+from pipeline.faces import FaceTracker, make_detector
+from pipeline.video import open_video, probe, sample_frames
 
-from pipeline.config import Preprocess  # noqa: E402
-from pipeline.faces import FaceTracker, make_detector  # noqa: E402
-from pipeline.video import open_video, probe, sample_frames  # noqa: E402
+
+def sampled_frames(path: str, frames: int) -> list[np.ndarray]:
+    """The frames a scan samples from the video (decoded, in order)."""
+    count = probe(open_video(path)).frame_count
+    return [f for _, f in sample_frames(lambda: open_video(path), frames, count)]
+
+
+def find_faces(videos: list[list[np.ndarray]], detector, pre: Preprocess, max_faces=2) -> dict:
+    """Faces in each video's sampled frames, as a scan finds them (one FaceTracker a video)."""
+    with_face = ran = 0
+    crops = []
+    for frames in videos:
+        tracker = FaceTracker(detector, pre, max_faces)
+        for frame in frames:
+            faces = tracker.faces(frame)
+            with_face += bool(faces)
+            crops += [f.crop for f in faces]
+        ran += tracker.detected
+    return {"frames": sum(map(len, videos)), "with_face": with_face, "ran": ran, "crops": crops}
 
 
 @click.command()
@@ -32,25 +51,18 @@ from pipeline.video import open_video, probe, sample_frames  # noqa: E402
 @click.option("--frames", default=32, show_default=True)
 @click.option("--passes", default=2, show_default=True)
 def main(videos, detectors, widths, reuses, frames, passes):
-    cv2.setNumThreads(1)
-    sampled = {}
-    for path in videos:
-        count = probe(open_video(path)).frame_count
-        sampled[path] = [f for _, f in sample_frames(lambda p=path: open_video(p), frames, count)]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before the detector loads its OpenMP
+    cv2.setNumThreads(1)  # one core, as a scan's decode helper has
+    sampled = [sampled_frames(path, frames) for path in videos]
     for _ in range(passes):
         for detector in detectors:
             for width in widths:
                 for reuse in reuses:
                     pre = Preprocess(detector=detector, detect_width=width, reuse_boxes=reuse)
                     det = make_detector(pre)
-                    found = total = ran = 0
                     start = time.perf_counter()
-                    for path in videos:
-                        tracker = FaceTracker(det, pre, max_faces=2)
-                        for frame in sampled[path]:
-                            found += bool(tracker.faces(frame))
-                            total += 1
-                        ran += tracker.detected
+                    got = find_faces(sampled, det, pre)
+                    found, total, ran = got["with_face"], got["frames"], got["ran"]
                     ms = 1000 * (time.perf_counter() - start) / max(1, total)
                     print(json.dumps({"detector": detector, "detect_width": width,
                                       "reuse_boxes": reuse, "ms_per_frame": round(ms, 1),

@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_faces import find_faces, sampled_frames  # noqa: E402
 from make_sample import portraits, write_clip  # noqa: E402
 
 from pipeline.aggregate import aggregate  # noqa: E402
@@ -46,7 +47,6 @@ from pipeline.extract import extract_video, unpack_crops  # noqa: E402
 from pipeline.faces import FaceTracker, make_detector  # noqa: E402
 from pipeline.model import build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from pipeline.scoring import Scorer  # noqa: E402
-from pipeline.video import open_video, probe, sample_frames  # noqa: E402
 
 
 def emit(**kw) -> dict:
@@ -105,30 +105,20 @@ def cpu_stages(paths, pre, frames, barrier=None) -> dict:
     if barrier is not None:
         FaceTracker(detector, pre, 2).faces(np.zeros((240, 320, 3), np.uint8))  # warm up
         barrier.wait()
-    decode_s = detect_s = 0.0
-    sampled = with_face = detected = 0
-    crops = []
-    for path in paths:
-        t = time.perf_counter()
-        count = probe(open_video(path)).frame_count
-        got = list(sample_frames(lambda p=path: open_video(p), frames, count))
-        decode_s += time.perf_counter() - t
-        t = time.perf_counter()
-        tracker = FaceTracker(detector, pre, 2)
-        for _, frame in got:
-            faces = tracker.faces(frame)
-            with_face += bool(faces)
-            crops += [f.crop for f in faces]
-        detect_s += time.perf_counter() - t
-        sampled += len(got)
-        detected += tracker.detected
+    t = time.perf_counter()
+    videos = [sampled_frames(path, frames) for path in paths]
+    decode_s = time.perf_counter() - t
+    t = time.perf_counter()
+    found = find_faces(videos, detector, pre)
+    detect_s = time.perf_counter() - t
+    sampled, crops = found["frames"], found["crops"]
     return {
         "decode_videos_per_s": len(paths) / decode_s,
         "decode_frames_per_s": sampled / decode_s,
         "detect_frames_per_s": sampled / detect_s,
         "detect_videos_per_s": len(paths) / detect_s,
-        "faces_found_rate": with_face / max(1, sampled),
-        "detector_ran_on": detected / max(1, sampled),  # the rest reused a box
+        "faces_found_rate": found["with_face"] / max(1, sampled),
+        "detector_ran_on": found["ran"] / max(1, sampled),  # the rest reused a box
         "crops_per_video": len(crops) / len(paths),
         "crops": np.stack(crops) if crops else np.zeros((0, pre.input_size, pre.input_size, 3)),
     }
