@@ -1,6 +1,7 @@
 """Scoring: face crops of many videos -> face scores on one device -> video scores.
 
-`Scorer` holds the model on its device, in channels_last, and runs it in bf16 autocast where the
+`Scorer` holds a copy of the model with its BatchNorms folded into the convolutions, on its
+device, in channels_last, and runs it in bf16 autocast where the
 device has native bf16 (CUDA GPUs since Ampere; CPUs with AVX512-BF16 or AMX): on this
 project's 2-core AVX512-BF16 machine a ResNet-50 scores 2.1x as many crops a second in bf16 as in
 fp32, and channels_last alone gives 1.4x. Probabilities move by well under 1e-2 (tests hold it).
@@ -12,6 +13,7 @@ no shuffle or groupby is ever needed.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -21,6 +23,7 @@ from torch import nn
 from pipeline.aggregate import aggregate, label_for
 from pipeline.config import Preprocess
 from pipeline.extract import STATUS_OK, unpack_crops
+from pipeline.model import fold_batchnorm
 
 # Columns of the extraction rows that the scored rows do not carry on.
 DROPPED = ("crops", "crop_size")
@@ -81,7 +84,9 @@ class Scorer:
         self.bf16 = precision == "auto" and native_bf16(self.device)
         self.preprocess = preprocess
         self.max_batch = max_batch
-        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        # A folded copy: the caller's model keeps its BatchNorms (it may go on training).
+        folded = fold_batchnorm(copy.deepcopy(model).eval())
+        self.model = folded.to(self.device).to(memory_format=torch.channels_last)
         self.mean, self.std = input_stats(preprocess, self.device)
 
     @torch.inference_mode()

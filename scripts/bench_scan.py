@@ -5,9 +5,14 @@ holds the ratios.
     python scripts/bench_scan.py --videos 240 --distinct 16 --width 1280 --height 720 \
         --seconds 10 --frames 32
 
-- sequential: one process, video by video, the same frames, detector and model (what a
-  single-user app does), with the threads torch and the detector take by default
-  (`cores_used` says how many cores that kept busy);
+- sequential: the baseline, as the original single-user app did it: one process, video by
+  video, the same frames, detector and model, with the threads torch and the detector take by
+  default (`cores_used` says how many cores that kept busy), searching every sampled frame for
+  faces (no boxes carried over) and running the model as trained (fp32, NCHW, BatchNorm layers,
+  one video's crops a forward pass);
+- sequential_same_settings: the same loop with the scan's own settings (boxes carried over, the
+  Scorer's folded BatchNorms, channels_last and bf16 where native), to tell what the pipeline's
+  parallelism alone gains from what the cheaper detection and scoring gain;
 - pipeline: `run_scan` on the local Ray (Ray already started, so its start-up is not counted;
   worker start-up and model loading are);
 - stages alone: decode and sample, and detect, align and crop, on one core in a fresh process
@@ -16,7 +21,8 @@ holds the ratios.
 - feed: Ray Data handing rows of ready crops, made by CPU tasks, to the scan's scoring actors,
   counted from the first scored batch on (steady state).
 
-Ratios: speedup_vs_sequential = pipeline / sequential videos/s; feed_efficiency = feed crops/s /
+Ratios: speedup_vs_sequential = pipeline / sequential videos/s (speedup_vs_same_settings: the
+same against sequential_same_settings); feed_efficiency = feed crops/s /
 crops/s of the Scorer alone; stage_efficiency = pipeline videos/s / the slowest stage's
 capacity (with a GPU: one core's decode+detect rate times the cores the actors leave, or
 scoring's crops/s over crops per video; without: the cores over one core's seconds a video for
@@ -25,6 +31,7 @@ decode, detect and one-thread scoring).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,6 +41,7 @@ import time
 
 import click
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,8 +53,13 @@ from pipeline.config import Preprocess, ScanConfig  # noqa: E402
 from pipeline.discover import describe_file, find_videos  # noqa: E402
 from pipeline.extract import extract_video, unpack_crops  # noqa: E402
 from pipeline.faces import FaceTracker, make_detector  # noqa: E402
-from pipeline.model import build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from pipeline.scoring import Scorer  # noqa: E402
+from pipeline.model import (  # noqa: E402
+    build_model,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from pipeline.scoring import Scorer, default_device, input_stats, model_input  # noqa: E402
 
 
 def emit(**kw) -> dict:
@@ -176,6 +189,22 @@ def sync(scorer) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+class AppScorer:
+    """The model as the original single-user app ran it: as trained (BatchNorm layers, NCHW),
+    fp32, eager, one video's crops a forward pass; the same normalisation as the Scorer."""
+
+    def __init__(self, model, pre: Preprocess):
+        self.device = default_device()
+        self.cuda = self.device.type == "cuda"
+        self.model = model.eval().to(self.device)
+        self.mean, self.std = input_stats(pre, self.device)
+
+    @torch.inference_mode()
+    def score(self, crops: np.ndarray) -> np.ndarray:
+        x = model_input(torch.from_numpy(np.array(crops)).to(self.device), self.mean, self.std)
+        return torch.sigmoid(self.model(x)).flatten().cpu().numpy()
 
 
 def sequential(paths, pre, frames, scorer) -> dict:
@@ -308,8 +337,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     ckpt_path = os.path.join(work, "model.pt")
     save_checkpoint(ckpt_path, build_model(), preprocess=pre)
     ckpt = load_checkpoint(ckpt_path)
-    scorer = Scorer(build_model().eval(), pre)
-    scorer.model.load_state_dict(ckpt["model"])
+    scorer = Scorer(model_from_checkpoint(ckpt), pre)
     cores = os.cpu_count() or 1
     emit(stage="setup", videos=len(paths), width=width, height=height, seconds=seconds,
          frames=frames, detector=detector, detect_width=detect_width, reuse_boxes=reuse_boxes,
@@ -330,8 +358,12 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     gpu = scorer.cuda
     alone = emit(stage="alone", **stages_alone(paths[:stage_videos], pre, frames, scorer,
                                                workers=cores - 1 if gpu else cores))  # fmt: skip
-    seq = emit(stage="sequential", videos=min(len(paths), sequential_videos),
-               **sequential(paths[:sequential_videos], pre, frames, scorer))  # fmt: skip
+    n_seq = min(len(paths), sequential_videos)
+    seq = emit(stage="sequential", videos=n_seq, reuse_boxes=0, precision="fp32",
+               **sequential(paths[:n_seq], dataclasses.replace(pre, reuse_boxes=0), frames,
+                            AppScorer(model_from_checkpoint(ckpt), pre)))  # fmt: skip
+    same = emit(stage="sequential_same_settings", videos=n_seq,
+                **sequential(paths[:n_seq], pre, frames, scorer))  # fmt: skip
 
     init_ray()
     t = time.perf_counter()
@@ -363,6 +395,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
         capacity = cores / (core_s + alone["crops_per_video"] / alone["score_one_core_crops_per_s"])
     result = {
         "speedup_vs_sequential": pipe["videos_per_s"] / seq["videos_per_s"],
+        "speedup_vs_same_settings": pipe["videos_per_s"] / same["videos_per_s"],
         "feed_efficiency": fed["crops_per_s"] / alone["score_crops_per_s"] if fed else None,
         "stage_efficiency": pipe["videos_per_s"] / capacity,
         "videos_per_hour": pipe["videos_per_s"] * 3600,

@@ -79,3 +79,26 @@ def test_score_batch_scores_each_video_from_its_own_faces(scorer):
     assert out["label"][3] in ("fake", "real")
     assert out["model_id"] == ["m1"] * 4
     assert "crops" not in out and out["status"] == ["ok", "error", "no_face", "ok"]
+
+
+def test_folded_batchnorms_score_as_the_model_did_and_leave_it_alone():
+    torch.manual_seed(1)
+    model = build_model().eval()
+    for m in model.modules():  # running statistics unlike a fresh model's 0 and 1
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+    scorer = Scorer(model, PRE, device="cpu", precision="fp32")
+    folded = scorer.model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 53  # untouched
+    seen = []
+    folded.layer4.register_forward_hook(lambda *_: seen.append(True))  # Grad-CAM's hook point
+    with torch.no_grad():
+        got = folded(x)
+    assert seen and torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(want, torch.zeros_like(want), atol=1e-3)
