@@ -301,7 +301,9 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option("--detect-width", default=480, show_default=True)
 @click.option("--reuse-boxes", default=3, show_default=True, help="0: detect in every frame.")
 @click.option("--image-size", default=224, show_default=True)
-@click.option("--folder", default=None, help="Use these videos instead of building some.")
+@click.option(
+    "--folder", default=None, help="Scan the videos in it; when empty or missing, build them there."
+)
 @click.option("--stage-videos", default=4, show_default=True, help="Videos for stages alone.")
 @click.option("--distinct", default=8, show_default=True, help="Different clips; the rest copies.")
 @click.option(
@@ -327,10 +329,10 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     from jobs.scan import init_ray, run_scan
 
     work = tempfile.mkdtemp(prefix="bench-scan-")
-    if folder:
+    if folder and os.path.isdir(folder) and os.listdir(folder):
         paths = find_videos(folder)
-    else:
-        folder = os.path.join(work, "videos")
+    else:  # built where --folder says (kept for the next run), or in a temporary folder
+        folder = folder or os.path.join(work, "videos")
         paths = build_folder(folder, videos, width, height, seconds, fps, distinct)
     pre = Preprocess(input_size=image_size, detector=detector, detect_width=detect_width,
                      reuse_boxes=reuse_boxes)  # fmt: skip
