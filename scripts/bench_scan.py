@@ -21,12 +21,15 @@ holds the ratios.
 - feed: Ray Data handing rows of ready crops, made by CPU tasks, to the scan's scoring actors,
   counted from the first scored batch on (steady state).
 
+The pipeline line also gives steady_videos_per_s: the rate from the arrival of the first tenth
+of the results to the last (an overnight scan pays worker start-up once).
+
 Ratios: speedup_vs_sequential = pipeline / sequential videos/s (speedup_vs_same_settings: the
 same against sequential_same_settings); feed_efficiency = feed crops/s /
 crops/s of the Scorer alone; stage_efficiency = pipeline videos/s / the slowest stage's
 capacity (with a GPU: one core's decode+detect rate times the cores the actors leave, or
 scoring's crops/s over crops per video; without: the cores over one core's seconds a video for
-decode, detect and one-thread scoring).
+decode, detect and one-thread scoring); stage_efficiency_steady: the same for the steady rate.
 """
 
 from __future__ import annotations
@@ -82,8 +85,8 @@ def _write_one(args) -> None:
 
 
 def build_folder(folder, n, width, height, seconds, fps, distinct=None) -> list[str]:
-    """n clips: `distinct` different ones written in parallel (every core), the rest copies of
-    them under other names (each name is a video to the scan; writing 720p clips costs more
+    """n clips: `distinct` different ones written in parallel (every core), the rest the same
+    files under other names (each name is a video to the scan; writing 720p clips costs more
     than scanning them)."""
     import shutil
     from multiprocessing import get_context
@@ -102,7 +105,10 @@ def build_folder(folder, n, width, height, seconds, fps, distinct=None) -> list[
             pool.map(_write_one, jobs)
     for i in range(distinct, n):
         if not os.path.exists(paths[i]):
-            shutil.copyfile(paths[i % distinct], paths[i])
+            try:  # a hard link: a new name (a new video to the scan) without the disk space
+                os.link(paths[i % distinct], paths[i])
+            except OSError:
+                shutil.copyfile(paths[i % distinct], paths[i])
     return paths
 
 
@@ -224,6 +230,19 @@ def sequential(paths, pre, frames, scorer) -> dict:
         "crops_per_s": crops_total / elapsed,
         "cores_used": used / elapsed,  # torch and the detector use several threads
     }
+
+
+def steady_rate(report_dir: str) -> float:
+    """Videos/s once the pipeline runs: from the arrival of the first tenth of the results to
+    the last one (the report's scanned_at), which leaves out worker start-up and model loading
+    (an overnight scan pays those once)."""
+    from pipeline.reports import load_videos
+
+    at = load_videos(report_dir)["scanned_at"]
+    times = np.sort((at - at.min()).dt.total_seconds().to_numpy())
+    k = max(1, len(times) // 10)
+    span = times[-1] - times[k - 1]
+    return (len(times) - k) / span if span > 0 else float("nan")
 
 
 _BASE = None
@@ -376,6 +395,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     crops = alone["crops_per_video"] * summary["videos"]
     pipe = emit(stage="pipeline", videos_per_s=summary["videos"] / elapsed,
                 frames_per_s=summary["videos"] * frames / elapsed, crops_per_s=crops / elapsed,
+                steady_videos_per_s=steady_rate(os.path.join(work, "report")),
                 ok=summary["ok"], peak_driver_rss_mb=peak_rss_mb())  # fmt: skip
     # Without a GPU the scan has no scoring actor to feed (decode tasks score their videos).
     fed = (
@@ -400,6 +420,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
         "speedup_vs_same_settings": pipe["videos_per_s"] / same["videos_per_s"],
         "feed_efficiency": fed["crops_per_s"] / alone["score_crops_per_s"] if fed else None,
         "stage_efficiency": pipe["videos_per_s"] / capacity,
+        "stage_efficiency_steady": pipe["steady_videos_per_s"] / capacity,
         "videos_per_hour": pipe["videos_per_s"] * 3600,
     }
     if memory_check:
