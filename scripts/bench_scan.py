@@ -324,7 +324,7 @@ def driver_memory(n, checkpoint, workdir) -> dict:
     "--folder", default=None, help="Scan the videos in it; when empty or missing, build them there."
 )
 @click.option("--stage-videos", default=4, show_default=True, help="Videos for stages alone.")
-@click.option("--distinct", default=8, show_default=True, help="Different clips; the rest copies.")
+@click.option("--distinct", default=8, show_default=True, help="Different clips; the rest links.")
 @click.option(
     "--sequential-videos", default=16, show_default=True, help="Videos for the baseline (a rate)."
 )
