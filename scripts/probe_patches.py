@@ -1,13 +1,19 @@
 """Patch-level training probe (a recipe experiment, not the product's training job): trains a
 ResNet-50 from random weights on random native-resolution patches of SET/train (no resizing,
 so the pixels the camera or generator made reach the network), and scores each SET/val image
-by averaging 16 patches on a 4x4 grid. Needs a GPU to be quick; prints a line per fifth.
+by averaging 16 patches on a 4x4 grid. Needs a GPU to be quick (a 2-core CPU trains about 100
+64 px patches a second); prints a line per fifth.
 
     python scripts/probe_patches.py ../shared/data/faces/ffhq_stylegan --patch 128 \\
         --batch 64 --steps 1000 --lr 1e-3 [--stem plain|full-res]
 
 `--stem full-res` removes the stem's downsampling (conv1 stride 1, no max-pool), so the
 finest frequencies survive into the first residual blocks (16x the compute).
+
+`--pretrain OTHER_SET_DIR` (repeatable) with `--pretrain-steps N` first trains the same way on
+the other sets' train splits (labelled real/fake, patches drawn from each set in proportion to
+its size), reports SET/val, then trains on SET with a fresh optimizer and schedule: whether
+other kinds of fakes teach features that carry over.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 
 from pipeline.metrics import choose_threshold, summary
 from pipeline.model import build_model
+from pipeline.scoring import native_bf16
 from pipeline.training import FaceImages, list_images
 
 MEAN = (0.485, 0.456, 0.406)
@@ -34,18 +41,19 @@ STD = (0.229, 0.224, 0.225)
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--stem", type=click.Choice(["plain", "full-res"]), default="plain")
 @click.option("--seed", default=0, show_default=True)
-def main(set_dir, patch, batch, steps, lr, stem, seed):
+@click.option("--pretrain", multiple=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--pretrain-steps", default=0, show_default=True)
+def main(set_dir, patch, batch, steps, lr, stem, seed, pretrain, pretrain_steps):
     torch.manual_seed(seed)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    def load(split):
-        ds = FaceImages(list_images(os.path.join(set_dir, split)), cache=True)
+    def load(root, split):
+        ds = FaceImages(list_images(os.path.join(root, split)), cache=True)
         x = torch.stack(ds.cache if ds.cache is not None else [ds[i][0] for i in range(len(ds))])
         return x.to(dev), torch.tensor(ds.labels(), device=dev).float()
 
-    xt, yt = load("train")
-    xv, yv = load("val")
-    size = xt.shape[-1]
+    xv, yv = load(set_dir, "val")
+    size = xv.shape[-1]
     mean = torch.tensor(MEAN, device=dev).view(1, 3, 1, 1) * 255
     std = torch.tensor(STD, device=dev).view(1, 3, 1, 1) * 255
 
@@ -57,14 +65,12 @@ def main(set_dir, patch, batch, steps, lr, stem, seed):
         model.conv1.stride = (1, 1)
         model.maxpool = torch.nn.Identity()
     model = model.to(dev).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    bf16 = dev.type == "cuda"
+    bf16 = dev.type == "cuda" or native_bf16(dev)
 
-    def patches(n):
+    def patches(xt, yt, n):
         i = torch.randint(0, len(xt), (n,), device=dev)
-        oy, ox = (torch.randint(0, size - patch + 1, (n,), device=dev) for _ in range(2))
+        oy, ox = (torch.randint(0, xt.shape[-2] - patch + 1, (n,), device=dev) for _ in range(2))
         ar = torch.arange(patch, device=dev)
         rows = (oy[:, None] + ar)[:, :, None].expand(n, patch, patch)
         cols = (ox[:, None] + ar)[:, None, :].expand(n, patch, patch)
@@ -88,21 +94,30 @@ def main(set_dir, patch, batch, steps, lr, stem, seed):
         best = choose_threshold(labels, scores)
         return summary(labels, scores, 0.5), summary(labels, scores, best)
 
-    start = time.time()
-    for step in range(1, steps + 1):
-        x, y = patches(batch)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(norm(x)).float().squeeze(1), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % max(1, steps // 5) == 0:
-            at_half, at_best = evaluate()
-            print(f"patch {patch} stem {stem} step {step} {time.time() - start:.0f}s "
-                  f"loss {loss.item():.3f} val acc@0.5 {at_half['accuracy']:.4f} "
-                  f"auc {at_half['auc']:.4f} acc@best {at_best['accuracy']:.4f}",
-                  flush=True)  # fmt: skip
+    def train(sets, steps, phase):
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+        sizes = torch.tensor([float(len(x)) for x, _ in sets])
+        start = time.time()
+        for step in range(1, steps + 1):
+            xt, yt = sets[int(torch.multinomial(sizes, 1))]  # a set, in proportion to its size
+            x, y = patches(xt, yt, batch)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model(norm(x)).float().squeeze(1), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % max(1, steps // 5) == 0:
+                at_half, at_best = evaluate()
+                print(f"{phase} patch {patch} stem {stem} step {step} {time.time() - start:.0f}s "
+                      f"loss {loss.item():.3f} val acc@0.5 {at_half['accuracy']:.4f} "
+                      f"auc {at_half['auc']:.4f} acc@best {at_best['accuracy']:.4f}",
+                      flush=True)  # fmt: skip
+
+    if pretrain and pretrain_steps:
+        train([load(root, "train") for root in pretrain], pretrain_steps, "pretrain")
+    train([load(set_dir, "train")], steps, "train")
 
 
 if __name__ == "__main__":
