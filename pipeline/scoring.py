@@ -4,12 +4,11 @@
 device, in channels_last, and runs it in bf16 autocast where the device has native bf16 (CUDA
 GPUs since Ampere; CPUs with AVX512-BF16 or AMX). On this project's 2-core AVX512-BF16 machine a
 ResNet-50 scores 2.1x as many crops a second in bf16 as in fp32, channels_last alone gives 1.4x
-and folding 1.18x (one thread) to 1.26x (two). Probabilities move by well under 1e-2 (tests hold
-it).
-Crops travel to the GPU as uint8 (a quarter of the bytes of float32) and are normalised there.
-`score_batch` takes a batch of rows from the extraction stage (a dict of column arrays, as Ray
-Data hands it over) and returns the scored rows, with the video score computed right there, so
-no shuffle or groupby is ever needed.
+and folding 1.18x (one thread) to 1.26x (two). Probabilities move by well under 1e-2 (tests
+hold it). Crops travel to the GPU as uint8 (a quarter of the bytes of float32) and are
+normalised there. `score_batch` takes a batch of rows from the extraction stage (a dict of
+column arrays, as Ray Data hands it over) and returns the scored rows, with the video score
+computed right there, so no shuffle or groupby is ever needed.
 """
 
 from __future__ import annotations

@@ -358,7 +358,8 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     ckpt_path = os.path.join(work, "model.pt")
     save_checkpoint(ckpt_path, build_model(), preprocess=pre)
     ckpt = load_checkpoint(ckpt_path)
-    scorer = Scorer(model_from_checkpoint(ckpt), pre)
+    model = model_from_checkpoint(ckpt)  # the Scorer folds a copy; AppScorer runs it as is
+    scorer = Scorer(model, pre)
     cores = os.cpu_count() or 1
     emit(stage="setup", videos=len(paths), width=width, height=height, seconds=seconds,
          frames=frames, detector=detector, detect_width=detect_width, reuse_boxes=reuse_boxes,
@@ -382,7 +383,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     n_seq = min(len(paths), sequential_videos)
     seq = emit(stage="sequential", videos=n_seq, reuse_boxes=0, precision="fp32",
                **sequential(paths[:n_seq], dataclasses.replace(pre, reuse_boxes=0), frames,
-                            AppScorer(model_from_checkpoint(ckpt), pre)))  # fmt: skip
+                            AppScorer(model, pre)))  # fmt: skip
     same = emit(stage="sequential_same_settings", videos=n_seq,
                 **sequential(paths[:n_seq], pre, frames, scorer))  # fmt: skip
 
