@@ -1,7 +1,8 @@
 """Walk a folder and turn every video file in it into a reference: path, size, mtime, fingerprint.
 
 A file that cannot be looked at (a dangling symlink, no permission) still becomes a reference,
-carrying its error, so that it ends as a report row instead of vanishing from the audit.
+carrying its error, so that it ends as a report row instead of vanishing from the audit; so does a
+folder that cannot be listed.
 """
 
 from __future__ import annotations
@@ -45,15 +46,39 @@ def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     return exts
 
 
-def find_videos(root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> list[str]:
-    """Every file under `root` (recursively, symlinks to files included) whose extension is one
-    of `extensions`, compared case-insensitively. Sorted, absolute paths."""
+def find_videos(
+    root: str | os.PathLike,
+    extensions: Iterable[str] = VIDEO_EXTENSIONS,
+    unreadable: list[tuple[str, str]] | None = None,
+) -> list[str]:
+    """Every file under `root` whose extension is one of `extensions`, compared case-insensitively,
+    sorted, absolute paths. Symlinks are followed, to files and to folders (a folder reached twice,
+    through a link loop or two links, is walked once). Folders that cannot be listed are appended to
+    `unreadable` as (folder, reason); without that list, the first one raises PermissionError."""
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         raise NotADirectoryError(f"video folder not found: {root}")
     exts = {"." + e for e in normalise_extensions(extensions)}
+
+    def on_error(exc: OSError) -> None:
+        reason = f"cannot list folder: {exc.strerror or exc}"
+        if unreadable is None:
+            raise PermissionError(f"{exc.filename}: {reason}") from exc
+        unreadable.append((os.fspath(exc.filename or root), reason))
+
     found: list[str] = []
-    for dirpath, _dirnames, filenames in os.walk(root, onerror=None):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:  # removed since it was listed
+            dirnames.clear()
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # a link back up the tree, or a second link
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()  # which of two links to one folder wins does not depend on the disk
         for name in filenames:
             if os.path.splitext(name)[1].lower() in exts:
                 found.append(os.path.join(dirpath, name))
@@ -109,4 +134,9 @@ def describe_files(paths: Iterable[str], threads: int = 8) -> Iterator[VideoRef]
 def discover(
     root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS
 ) -> list[VideoRef]:
-    return list(describe_files(find_videos(root, extensions)))
+    """A reference for every video under `root`, and an error reference for every folder that
+    could not be listed (its videos are unknown, so the report says so instead of omitting them)."""
+    unreadable: list[tuple[str, str]] = []
+    refs = list(describe_files(find_videos(root, extensions, unreadable)))
+    refs += [VideoRef(folder, 0, None, "", error=reason) for folder, reason in unreadable]
+    return sorted(refs, key=lambda r: r.path)

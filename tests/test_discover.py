@@ -81,3 +81,33 @@ def test_chmod_000_file_becomes_an_error_reference(tmp_path):
     path = touch(tmp_path / "secret.mp4", b"data")
     os.chmod(path, 0)
     assert describe_file(path).error == "permission denied: file unreadable"
+
+
+def test_folder_that_cannot_be_listed_becomes_an_error_reference(tmp_path, monkeypatch):
+    ok = touch(tmp_path / "a.mp4")
+    touch(tmp_path / "locked" / "b.mp4")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(tmp_path / "locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # as chmod 000 would, also for root
+    refs = discover(tmp_path)
+    assert [r.path for r in refs] == [ok, str(tmp_path / "locked")]
+    assert refs[0].error == "" and refs[0].fingerprint
+    assert refs[1].error == "cannot list folder: Permission denied" and refs[1].fingerprint == ""
+    with pytest.raises(PermissionError, match="locked: cannot list folder"):
+        find_videos(tmp_path)  # without a list for them, unreadable folders are an error
+
+
+def test_symlinked_folders_are_followed_once(tmp_path):
+    outside = tmp_path / "disk2"
+    touch(outside / "cam" / "c.mp4")
+    root = tmp_path / "footage"
+    own = touch(root / "a.mp4")
+    os.symlink(outside / "cam", root / "cam2")  # a folder on another disk, linked in
+    os.symlink(root, root / "loop")  # a link back up the tree
+    os.symlink(outside / "cam", root / "cam2-again")  # the same folder by a second link
+    assert find_videos(root) == [own, str(root / "cam2" / "c.mp4")]
