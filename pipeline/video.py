@@ -2,7 +2,8 @@
 
 Containers lie: the frame count may be missing (0 or negative), estimated from the duration
 (too high or too low), or wrong because the file is truncated. Sampling copes with all three and
-decodes no further than the last frame it needs; far-apart frames are reached by seeking.
+decodes little further than the last frame it needs (to check that the video ends where its
+container says); far-apart frames are reached by seeking.
 """
 
 from __future__ import annotations
@@ -78,9 +79,11 @@ def count_frames(open_capture: Callable[[], cv2.VideoCapture]) -> int:
         cap.release()
 
 
-def _read_targets(cap: cv2.VideoCapture, targets: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, BGR frame) for each target in ascending order; stop at the first failure."""
-    pos = 0  # index of the next frame a grab() would return
+def _read_targets(
+    cap: cv2.VideoCapture, targets: list[int], pos: int = 0
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (index, BGR frame) for each target in ascending order; stop at the first failure.
+    `pos` is the index of the frame the capture would return next."""
     for t in targets:
         if t - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, t):
             pos = t
@@ -98,22 +101,36 @@ def _read_targets(cap: cv2.VideoCapture, targets: list[int]) -> Iterator[tuple[i
 def sample_frames(
     open_capture: Callable[[], cv2.VideoCapture], n: int, reported_count: int
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield up to `n` (frame_index, BGR frame) pairs spread over the video.
+    """Yield up to `n` (frame_index, BGR frame) pairs spread over the video, in ascending order.
 
     `open_capture` opens a fresh capture (a second pass is needed when the reported count turns
     out to be wrong). Frames are yielded one at a time so that a 4K video never holds more than
-    one decoded frame in memory.
+    one decoded frame in memory. When the video turns out to be longer than its container said,
+    up to `n` more frames are yielded, spread over the part it did not mention.
     """
     count = reported_count if reported_count > 0 else count_frames(open_capture)
     targets = sample_indices(count, n)
     done: set[int] = set()
+    beyond = 0  # frames found after the reported end
     cap = open_capture()
     try:
         for index, frame in _read_targets(cap, targets):
             done.add(index)
             yield index, frame
+        if reported_count > 0 and len(done) == len(targets):
+            beyond = _frames_beyond(cap, max(done, default=-1) + 1, count, n)
     finally:
         cap.release()
+    if beyond:
+        # The container said too few (a duration-based estimate, variable frame rate): sample
+        # the rest at the same spacing, at most `n` more, so the end of the video is looked at.
+        extra = min(n, max(1, round(n * beyond / count)))
+        cap = open_capture()
+        try:
+            yield from _read_targets(cap, [count + i for i in sample_indices(beyond, extra)])
+        finally:
+            cap.release()
+        return
     if len(done) == len(targets):
         return
     # The container promised frames that are not there (truncated file, estimated count):
@@ -129,3 +146,17 @@ def sample_frames(
         yield from _read_targets(cap, retry)
     finally:
         cap.release()
+
+
+def _frames_beyond(cap: cv2.VideoCapture, pos: int, count: int, n: int) -> int:
+    """How many frames decode after frame `count - 1` (the reported end), for a capture whose
+    next frame is `pos`; 0 when there are none or fewer than half a sampling gap (a count off by
+    a frame or two is common and changes nothing). Costs about half a gap of grabbing (or one
+    seek) when the count is right, and a pass to the end when it is not."""
+    probe_at = count + max(1, count // (2 * n))
+    if not any(True for _ in _read_targets(cap, [probe_at], pos)):
+        return 0
+    extra = probe_at + 1 - count
+    while cap.grab():
+        extra += 1
+    return extra

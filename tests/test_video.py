@@ -66,7 +66,13 @@ def test_correct_count_reads_only_what_it_needs():
     got, caps = run(true_count=50, reported=50, n=5)
     assert got == [5, 15, 25, 35, 45]
     assert len(caps) == 1
-    assert caps[0].decoded == 46  # stopped at the last wanted frame
+    assert caps[0].decoded == 50  # the last wanted frame, then a check that the video ends
+
+
+def test_count_a_frame_or_two_low_changes_nothing():
+    got, caps = run(true_count=52, reported=50, n=5)
+    assert got == [5, 15, 25, 35, 45]
+    assert len(caps) == 1
 
 
 def test_far_apart_frames_are_reached_by_seeking():
@@ -87,9 +93,16 @@ def test_count_too_high_still_covers_the_video_with_at_most_n_frames():
     assert max(got) >= 30  # the end of what really exists is sampled, not only its start
 
 
-def test_count_too_low_samples_what_it_was_told():
-    got, _ = run(true_count=100, reported=10, n=5)
-    assert got == [1, 3, 5, 7, 9]
+def test_count_too_low_still_samples_the_end_of_the_video():
+    got, _ = run(true_count=100, reported=10, n=5)  # e.g. a duration-based estimate
+    assert got[:5] == [1, 3, 5, 7, 9]  # what the container said, already on its way downstream
+    assert got == sorted(set(got)) and len(got) == 10  # then at most n more, in order
+    assert max(got) >= 90  # the end of the video is looked at, not only its first tenth
+
+
+def test_count_too_low_on_a_long_video_checks_by_seeking():
+    got, caps = run(true_count=SEEK_GAP * 60, reported=SEEK_GAP * 20, n=4)
+    assert len(got) == 8 and max(got) >= SEEK_GAP * 50
 
 
 def test_real_video_frames_match_their_indices(tmp_path):
