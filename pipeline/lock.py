@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0
+TAKEOVER_WAIT_S = 10.0  # how long to keep trying while other scans take over a stale lock
+GUARD_STALE_S = 10.0  # a take-over guard older than this was left by a killed scan
 
 
 class ReportLocked(Exception):
@@ -83,28 +85,54 @@ class ScanLock:
         if self.path is None:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        for _ in range(3):
+        deadline = time.monotonic() + TAKEOVER_WAIT_S
+        while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 info = self.holder()
-                if info is None or self.is_stale(info):
-                    # A killed scan's lock: remove it and try again (O_EXCL settles races).
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    continue
-                raise ReportLocked(
-                    f"another scan is writing to this report folder: run {info.get('run_id')} "
-                    f"(pid {info.get('pid')} on {info.get('host')}, since "
-                    f"{info.get('started_at')}); wait for it to finish, or remove "
-                    f"{self.path} if that process is gone"
-                ) from None
+                if info is not None and not self.is_stale(info):
+                    raise ReportLocked(
+                        f"another scan is writing to this report folder: run "
+                        f"{info.get('run_id')} (pid {info.get('pid')} on {info.get('host')}, "
+                        f"since {info.get('started_at')}); wait for it to finish, or remove "
+                        f"{self.path} if that process is gone"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise ReportLocked(
+                        f"could not take {self.path}: other scans keep taking it"
+                    ) from None
+                if info is not None:
+                    self._remove_if_stale()
+                continue
             with os.fdopen(fd, "w") as f:
                 f.write(self._content())
             self._thread = threading.Thread(target=self._beat, daemon=True, name="scan-lock")
             self._thread.start()
             return
-        raise ReportLocked(f"could not take {self.path}: other scans keep taking it")
+
+    def _remove_if_stale(self) -> None:
+        """Remove a killed scan's lock. Two scans may find the same stale lock at once; a guard
+        file makes them take turns, and each looks again under the guard, so that one never
+        removes the new lock the other has just created."""
+        guard = self.path + ".takeover"
+        try:
+            fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - os.path.getmtime(guard) > GUARD_STALE_S:
+                    os.unlink(guard)  # left by a scan killed in the middle of a take-over
+            time.sleep(0.05)
+            return
+        os.close(fd)
+        try:
+            info = self.holder()
+            if info is not None and self.is_stale(info):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(guard)
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -202,13 +202,19 @@ def test_second_scan_into_the_same_report_refuses_and_names_the_first(
     assert not (report / ".lock").exists()
 
 
-def test_stale_lock_of_a_killed_scan_does_not_block(tmp_path):
+def _stale_lock(folder):
+    """A lock as a killed scan on this host leaves it: its process is gone."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock_file = tmp_path / ".lock"
+    lock_file = folder / ".lock"
     lock_file.write_text(
         json.dumps({"run_id": "old", "pid": dead.pid, "host": socket.gethostname()})
     )
+    return lock_file
+
+
+def test_stale_lock_of_a_killed_scan_does_not_block(tmp_path):
+    lock_file = _stale_lock(tmp_path)
     with ScanLock(str(tmp_path), "new"):
         assert json.loads(lock_file.read_text())["run_id"] == "new"
     # a lock from another host is stale once its heartbeat is old
@@ -219,6 +225,28 @@ def test_stale_lock_of_a_killed_scan_does_not_block(tmp_path):
     os.utime(lock_file, (old, old))
     with ScanLock(str(tmp_path), "new"):
         pass
+
+
+def test_two_scans_taking_over_one_stale_lock_at_once_do_not_both_run(tmp_path):
+    lock_file = _stale_lock(tmp_path)
+    first, second = ScanLock(str(tmp_path), "first"), ScanLock(str(tmp_path), "second")
+    read_lock = second.holder
+
+    def holder_then_first_takes_over():
+        info = read_lock()  # second has just seen the stale lock ...
+        if info is not None and info.get("run_id") == "old" and first._thread is None:
+            first.acquire()  # ... when first takes it over
+        return info
+
+    second.holder = holder_then_first_takes_over
+    try:
+        with pytest.raises(ReportLocked, match="run first"):
+            second.acquire()
+        assert json.loads(lock_file.read_text())["run_id"] == "first"
+        assert not (tmp_path / ".lock.takeover").exists()
+    finally:
+        first.release()
+    assert not lock_file.exists()
 
 
 def test_a_run_that_fails_exits_non_zero(checkpoint, tmp_path, face_video):
