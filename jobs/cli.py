@@ -118,7 +118,7 @@ def scan(
     Then, in Python:
         from pipeline.reports import load_videos; load_videos("~/reports/footage")
     """
-    from jobs.scan import run_scan, summary_line
+    from jobs.scan import ScanInputError, run_scan, summary_line
 
     try:
         cfg = ScanConfig(
@@ -141,8 +141,11 @@ def scan(
             flush_seconds=flush_seconds,
             video_timeout_s=video_timeout,
         )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    try:
         summary = run_scan(cfg)
-    except (CheckpointError, NotADirectoryError, ValueError) as exc:
+    except (CheckpointError, NotADirectoryError, ScanInputError) as exc:
         raise InputError(str(exc)) from exc
     except ReportLocked as exc:
         raise Busy(str(exc)) from exc
@@ -226,7 +229,7 @@ def extract_faces(
             val_fraction=val_fraction,
             address=address,
         )
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, PermissionError, ValueError, KeyError) as exc:
         raise InputError(str(exc)) from exc
     click.echo(json.dumps(summary))
 

@@ -261,14 +261,37 @@ def summary_line(summary: dict, report_dir: str) -> str:
     )
 
 
-def pending(refs: list, finished: dict[str, tuple[str, str]], model_id: str) -> list:
+class ScanInputError(ValueError):
+    """Unusable scan settings (detector, extensions), found before anything is written."""
+
+
+def pending(
+    refs: list, finished: dict[str, tuple[str, str, str]], model_id: str, settings: str
+) -> list:
     """The videos this run must score: new, changed (another fingerprint), scored by another
-    model, or not finished last time (errors are retried). Unreadable files always come back."""
+    model or with other settings, or not finished last time (errors are retried). Unreadable
+    files always come back."""
     return [
         r
         for r in refs
-        if r.error or not r.fingerprint or finished.get(r.path) != (r.fingerprint, model_id)
+        if r.error
+        or not r.fingerprint
+        or finished.get(r.path) != (r.fingerprint, model_id, settings)
     ]
+
+
+def scan_settings(cfg: ScanConfig, preprocess: Preprocess, threshold: float) -> str:
+    """What a video's result depends on besides its file (fingerprint) and the checkpoint
+    (model_id): recorded in every row, and a result made with other settings is not reused."""
+    parts = [f"frames={cfg.frames}", f"max_faces={cfg.max_faces}"]
+    parts.append(f"detector={preprocess.detector}")
+    if preprocess.detector_model:
+        parts.append(f"detector_model={preprocess.detector_model}")
+    parts += [f"reuse_boxes={preprocess.reuse_boxes}", f"aggregate={cfg.aggregate}"]
+    if cfg.aggregate == "topk":
+        parts.append(f"top_k={cfg.top_k}")
+    parts.append(f"threshold={threshold:g}")
+    return " ".join(parts)
 
 
 def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
@@ -285,26 +308,30 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         "reuse_boxes": cfg.reuse_boxes,
     }
     overrides = {k: v for k, v in overrides.items() if v not in (None, "")}
-    if overrides:
-        ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], **overrides)
-    make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
+    try:
+        if overrides:
+            ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], **overrides)
+        make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
+        refs = discover(cfg.video_dir, cfg.extensions)
+    except ValueError as exc:  # only these are the user's input; later ones are failures
+        raise ScanInputError(str(exc)) from exc
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
-    refs = discover(cfg.video_dir, cfg.extensions)
+    settings = scan_settings(cfg, ckpt["preprocess"], threshold)
     run_id = cfg.run_id or new_run_id()
     with ScanLock(cfg.report_dir, run_id):
         remove_temporary_files(cfg.report_dir)
         interrupted = mark_interrupted_runs(cfg.report_dir)
         if interrupted:
             log(f"earlier runs were interrupted: {', '.join(interrupted)}; finishing their work")
-        todo = (
-            refs if cfg.rescan else pending(refs, finished_videos(cfg.report_dir), ckpt["model_id"])
-        )
+        finished = {} if cfg.rescan else finished_videos(cfg.report_dir)
+        todo = pending(refs, finished, ckpt["model_id"], settings)
         record = {
             "run_id": run_id,
             "status": "running",
             "video_dir": os.path.abspath(cfg.video_dir),
             "checkpoint": os.path.abspath(cfg.checkpoint),
             "model_id": ckpt["model_id"],
+            "settings": settings,
             "started_at": started_at.isoformat(),
             "found": len(refs),
             "skipped": len(refs) - len(todo),
@@ -312,9 +339,9 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         write_run_record(cfg.report_dir, record)
         log(
             f"run {run_id}: {len(refs)} videos under {cfg.video_dir}, {len(todo)} to scan, "
-            f"{len(refs) - len(todo)} unchanged; model {ckpt['model_id']}"
+            f"{len(refs) - len(todo)} unchanged; model {ckpt['model_id']}; {settings}"
         )
-        counts = _scan(cfg, ckpt, todo, threshold, run_id, started, log)
+        counts = _scan(cfg, ckpt, todo, threshold, settings, run_id, started, log)
         summary = summarise(counts, time.monotonic() - started)
         summary.update(
             run_id=run_id, found=len(refs), skipped=len(refs) - len(todo), nodes=counts["nodes"]
@@ -332,32 +359,35 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     return summary
 
 
-def _scan(cfg, ckpt, todo, threshold, run_id, started, log) -> Counter:
+def _scan(cfg, ckpt, todo, threshold, settings, run_id, started, log) -> Counter:
     counts: Counter = Counter()
     nodes: set = set()
-    writer = ReportWriter(cfg.report_dir, run_id, flush_seconds=cfg.flush_seconds)
-    if todo:
-        init_ray(cfg.address)
-        DataContext.get_current().enable_progress_bars = False  # our own progress lines instead
-        if default_device().type == "cpu" and not ray.cluster_resources().get("GPU"):
-            log("no GPU found: scoring on CPU, which is slow")
-        ds = build_dataset(cfg, ckpt, [r.to_row() for r in todo], threshold)
-        last_report = time.monotonic()
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for row in rows_of(batch):
-                record = writer.add(row)
-                nodes.add(row.get("node_id"))
-                counts["videos"] += 1
-                counts[record["status"]] += 1
-                if record["label"]:
-                    counts[record["label"]] += 1
-            if cfg.progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
-                last_report = time.monotonic()
-                done, elapsed = counts["videos"], last_report - started
-                rate = done / elapsed if elapsed else 0.0
-                eta = (len(todo) - done) / rate if rate else float("nan")
-                log(f"{done}/{len(todo)} videos, {rate:.2f} videos/s, about {eta:.0f}s left")
-    writer.close()
+    # The writer flushes on time while the loop waits for results, and on the way out also when
+    # the run fails: every result that reached the driver reaches the report.
+    with ReportWriter(
+        cfg.report_dir, run_id, flush_seconds=cfg.flush_seconds, settings=settings
+    ) as writer:
+        if todo:
+            init_ray(cfg.address)
+            DataContext.get_current().enable_progress_bars = False  # our own progress lines
+            if default_device().type == "cpu" and not ray.cluster_resources().get("GPU"):
+                log("no GPU found: scoring on CPU, which is slow")
+            ds = build_dataset(cfg, ckpt, [r.to_row() for r in todo], threshold)
+            last_report = time.monotonic()
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for row in rows_of(batch):
+                    record = writer.add(row)
+                    nodes.add(row.get("node_id"))
+                    counts["videos"] += 1
+                    counts[record["status"]] += 1
+                    if record["label"]:
+                        counts[record["label"]] += 1
+                if cfg.progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                    last_report = time.monotonic()
+                    done, elapsed = counts["videos"], last_report - started
+                    rate = done / elapsed if elapsed else 0.0
+                    eta = (len(todo) - done) / rate if rate else float("nan")
+                    log(f"{done}/{len(todo)} videos, {rate:.2f} videos/s, about {eta:.0f}s left")
     if counts["videos"] != len(todo):  # a lost result is a bug, never something to hide
         raise RuntimeError(f"{len(todo)} videos to scan but {counts['videos']} results written")
     counts["nodes"] = len(nodes - {None})  # Ray nodes that decoded videos

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("modified_at", TIMESTAMP),
         pa.field("fingerprint", pa.string()),  # size, mtime and a content sample, hashed
         pa.field("model_id", pa.string()),  # content hash of the checkpoint that scored it
+        pa.field("settings", pa.string()),  # the scan settings the result depends on
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("scanned_at", TIMESTAMP, nullable=False),
     ]
@@ -78,7 +80,7 @@ def new_run_id(now: datetime | None = None) -> str:
 def resolve(report_dir: str) -> tuple[pafs.FileSystem, str]:
     """A (filesystem, path) pair for a local path or a URI."""
     if "://" not in report_dir:
-        return pafs.LocalFileSystem(), os.path.abspath(report_dir)
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(report_dir))
     return pafs.FileSystem.from_uri(report_dir)
 
 
@@ -91,7 +93,7 @@ def _timestamp(epoch_s) -> datetime | None:
     return None if epoch_s is None else datetime.fromtimestamp(float(epoch_s), tz=UTC)
 
 
-def video_record(row: dict, run_id: str, scanned_at: datetime) -> dict:
+def video_record(row: dict, run_id: str, scanned_at: datetime, settings: str = "") -> dict:
     """A scored row from the pipeline -> one row of the videos table."""
     return {
         "path": str(row["path"]),
@@ -110,6 +112,7 @@ def video_record(row: dict, run_id: str, scanned_at: datetime) -> dict:
         "modified_at": _timestamp(row["modified_at"]),
         "fingerprint": str(row["fingerprint"]) or None,
         "model_id": str(row["model_id"]) or None,
+        "settings": settings or None,
         "run_id": run_id,
         "scanned_at": scanned_at,
     }
@@ -133,7 +136,9 @@ def face_columns(row: dict, run_id: str) -> dict[str, np.ndarray]:
 
 class ReportWriter:
     """Buffers scored rows and writes them out in atomic pieces, every `flush_videos` videos or
-    `flush_seconds` seconds, whichever comes first, so a crash loses at most that much work."""
+    `flush_seconds` seconds, whichever comes first, so a crash loses at most that much work.
+    The time limit holds also while no new row arrives (a slow video, a large scoring batch): a
+    background thread flushes on time. Use it as a context manager, or call close()."""
 
     def __init__(
         self,
@@ -141,9 +146,11 @@ class ReportWriter:
         run_id: str,
         flush_videos: int = 256,
         flush_seconds: float = 30.0,
+        settings: str = "",
     ):
         self.fs, self.root = resolve(report_dir)
         self.run_id = run_id
+        self.settings = settings
         self.flush_videos = flush_videos
         self.flush_seconds = flush_seconds
         self._videos: list[dict] = []
@@ -151,21 +158,65 @@ class ReportWriter:
         self._seq = 0
         self._last_flush = time.monotonic()
         self.pieces_written = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._timer_error: BaseException | None = None
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def add(self, row: dict) -> dict:
-        record = video_record(row, self.run_id, datetime.now(UTC))
-        self._videos.append(record)
+        self._raise_timer_error()
+        record = video_record(row, self.run_id, datetime.now(UTC), self.settings)
+        faces = None
         if row.get("face_meta"):
-            self._faces.append(pa.table(face_columns(row, self.run_id), schema=FACES_SCHEMA))
-        if (
-            len(self._videos) >= self.flush_videos
-            or time.monotonic() - self._last_flush >= self.flush_seconds
-        ):
-            self.flush()
+            faces = pa.table(face_columns(row, self.run_id), schema=FACES_SCHEMA)
+        with self._lock:
+            self._videos.append(record)
+            if faces is not None:
+                self._faces.append(faces)
+            if (
+                len(self._videos) >= self.flush_videos
+                or time.monotonic() - self._last_flush >= self.flush_seconds
+            ):
+                self._flush()
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._flush_on_time, daemon=True)
+            self._timer.start()
         return record
 
     def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._timer is not None:
+            self._timer.join()
+        self.flush()
+        self._raise_timer_error()
+
+    def _flush_on_time(self) -> None:
+        while not self._closed.wait(min(1.0, self.flush_seconds / 4)):
+            try:
+                with self._lock:
+                    if time.monotonic() - self._last_flush >= self.flush_seconds:
+                        self._flush()
+            except BaseException as exc:  # the caller hears of it at its next add or close
+                self._timer_error = exc
+                return
+
+    def _raise_timer_error(self) -> None:
+        if self._timer_error is not None:
+            raise self._timer_error
+
+    def _flush(self) -> None:
         if not self._videos:
+            self._last_flush = time.monotonic()
             return
         name = f"{self.run_id}-{self._seq:06d}.parquet"
         # Faces first: a crash between the two leaves faces without their video row, which
@@ -177,9 +228,6 @@ class ReportWriter:
         self._seq += 1
         self.pieces_written += 1
         self._last_flush = time.monotonic()
-
-    def close(self) -> None:
-        self.flush()
 
     def _write(self, table_name: str, name: str, table: pa.Table) -> None:
         folder = f"{self.root}/{table_name}"
@@ -232,7 +280,10 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
 
 def load_videos(report_dir: str, history: bool = False) -> pd.DataFrame:
     """The videos table as a DataFrame: the latest row per video (or every row, `history=True`),
-    most suspicious first."""
+    most suspicious first. A folder that does not exist is an error, not an empty audit."""
+    fs, root = resolve(report_dir)
+    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no scan report at {report_dir}")
     df = _read(report_dir, VIDEOS, VIDEOS_SCHEMA)
     if not history:
         df = _latest(df)
@@ -240,15 +291,15 @@ def load_videos(report_dir: str, history: bool = False) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def finished_videos(report_dir: str) -> dict[str, tuple[str, str]]:
-    """path -> (fingerprint, model_id) of every video whose latest result is final: scored
-    (`ok`) or decoded without a face (`no_face`). Errors are not final: they are retried."""
-    cols = ["path", "status", "fingerprint", "model_id", "run_id", "scanned_at"]
+def finished_videos(report_dir: str) -> dict[str, tuple[str, str, str]]:
+    """path -> (fingerprint, model_id, settings) of every video whose latest result is final:
+    scored (`ok`) or decoded without a face (`no_face`). Errors are not final: they are retried.
+    Rows written before the settings were recorded have "" for them."""
+    cols = ["path", "status", "fingerprint", "model_id", "settings", "run_id", "scanned_at"]
     df = _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, columns=cols))
     df = df[df.status.isin(["ok", "no_face"]) & df.fingerprint.notna()]
-    return {
-        p: (f, m) for p, f, m in zip(df.path, df.fingerprint, df.model_id.fillna(""), strict=True)
-    }
+    keys = zip(df.fingerprint, df.model_id.fillna(""), df.settings.fillna(""), strict=True)
+    return dict(zip(df.path, keys, strict=True))
 
 
 def remove_temporary_files(report_dir: str) -> int:
@@ -283,6 +334,8 @@ def write_run_record(report_dir: str, record: dict) -> None:
         tmp = f"{folder}/.{record['run_id']}.json.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # else a power cut can leave the renamed file empty
         os.replace(tmp, final)
     else:
         with fs.open_output_stream(final) as f:
@@ -298,7 +351,14 @@ def load_runs(report_dir: str) -> pd.DataFrame:
         name = os.path.basename(info.path)
         if name.endswith(".json") and not name.startswith("."):
             with fs.open_input_stream(info.path) as f:
-                records.append(json.loads(f.read()))
+                data = f.read()
+            try:
+                record = json.loads(data)
+                if not isinstance(record, dict) or "run_id" not in record:
+                    raise ValueError("not a run record")
+            except ValueError as exc:  # e.g. emptied by a crash: shown, never fatal
+                record = _unreadable_run(name, exc)
+            records.append(record)
     df = pd.DataFrame(records)
     if not len(df):
         return df
@@ -306,6 +366,21 @@ def load_runs(report_dir: str) -> pd.DataFrame:
     started = pd.to_datetime(df.get("started_at"), utc=True, format="ISO8601", errors="coerce")
     df = df.assign(_started=started).sort_values(["_started", "run_id"], kind="stable")
     return df.drop(columns="_started").reset_index(drop=True)
+
+
+def _unreadable_run(name: str, exc: Exception) -> dict:
+    """A run record that cannot be parsed, as a row saying so; it starts when its id says."""
+    run_id = name[: -len(".json")]
+    try:
+        started = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        started = None
+    return {
+        "run_id": run_id,
+        "status": "unreadable",
+        "error": f"runs/{name} cannot be read ({exc}); the run's rows are in the tables",
+        "started_at": started.isoformat() if started else None,
+    }
 
 
 def mark_interrupted_runs(report_dir: str) -> list[str]:

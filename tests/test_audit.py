@@ -70,11 +70,20 @@ def test_rescans_only_what_changed(ray_session, checkpoint, tmp_path):
     save_checkpoint(other, build_model(), preprocess=Preprocess(input_size=64), threshold=0.4)
     assert scan(videos, report, other)["videos"] == 5
 
+    # Other settings: a result made with the old ones is not reused, and each row says its own.
+    assert scan(videos, report, other, "--threshold", "0.7")["videos"] == 5
+    assert scan(videos, report, other, "--threshold", "0.7")["videos"] == 1  # the broken one
+    settings = load_videos(str(report)).set_index("path").settings
+    assert settings[str(videos / "a.mp4")].startswith("frames=2 max_faces=2 detector=")
+    assert settings[str(videos / "a.mp4")].endswith(" aggregate=confident threshold=0.7")
+
     history = load_videos(str(report), history=True)
-    assert len(history) == 4 + 1 + 3 + 5 + 5
+    assert len(history) == 4 + 1 + 3 + 5 + 5 + 5 + 1
+    assert history.settings.str.endswith("threshold=0.4").sum() == 5  # other.pt's own threshold
     runs = load_runs(str(report))
-    assert list(runs.status) == ["completed"] * 5
-    assert list(runs.scanned) == [4, 1, 3, 5, 5] and list(runs.skipped) == [0, 3, 2, 0, 0]
+    assert list(runs.status) == ["completed"] * 7
+    assert list(runs.scanned) == [4, 1, 3, 5, 5, 5, 1]
+    assert list(runs.skipped) == [0, 3, 2, 0, 0, 0, 4]
     for key in ("ok", "no_face", "error", "started_at", "finished_at", "videos_per_s"):
         assert runs[key].notna().all(), key
 

@@ -1,9 +1,11 @@
 import math
 import os
+import time
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.reports import FACES_SCHEMA, VIDEOS_SCHEMA, ReportWriter, load_faces, load_videos
 
@@ -79,6 +81,20 @@ def test_empty_report_folder_gives_empty_frames_with_the_columns(tmp_path):
     assert len(load_faces(str(tmp_path))) == 0
 
 
+def test_a_report_folder_that_does_not_exist_is_an_error_not_an_empty_audit(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no scan report at"):
+        load_videos(str(tmp_path / "typo"))
+
+
+def test_home_folder_in_a_report_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    w = ReportWriter("~/reports", "run1")
+    w.add(scored("/v/a.mp4", 0.9))
+    w.close()
+    assert (tmp_path / "reports" / "videos").is_dir()
+    assert list(load_videos("~/reports").path) == ["/v/a.mp4"]
+
+
 def test_runs_come_back_in_the_order_they_started(tmp_path):
     from pipeline.reports import load_runs, write_run_record
 
@@ -91,3 +107,38 @@ def test_runs_come_back_in_the_order_they_started(tmp_path):
         "20261126T061512Z-ffffff",
         "20261126T061512Z-000000",
     ]
+
+
+def test_a_run_record_emptied_by_a_crash_is_shown_not_fatal(tmp_path):
+    from pipeline.reports import load_runs, mark_interrupted_runs, write_run_record
+
+    write_run_record(str(tmp_path), {"run_id": "20261126T011500Z-aaaaaa", "status": "running",
+                                     "started_at": "2026-11-26T01:15:00+00:00"})  # fmt: skip
+    (tmp_path / "runs" / "20261125T011500Z-bbbbbb.json").write_bytes(b"")  # a power cut's work
+    (tmp_path / "runs" / "notes.json").write_text("[1, 2]")  # not a run record either
+    runs = load_runs(str(tmp_path))
+    assert list(runs.run_id) == ["20261125T011500Z-bbbbbb", "20261126T011500Z-aaaaaa", "notes"]
+    assert list(runs.status) == ["unreadable", "running", "unreadable"]
+    assert "runs/20261125T011500Z-bbbbbb.json cannot be read" in runs.error[0]
+    assert mark_interrupted_runs(str(tmp_path)) == ["20261126T011500Z-aaaaaa"]
+    assert list(load_runs(str(tmp_path)).status) == ["unreadable", "interrupted", "unreadable"]
+
+
+def test_rows_reach_disk_on_time_even_when_no_new_row_arrives(tmp_path):
+    with ReportWriter(str(tmp_path), "run1", flush_seconds=0.2) as w:
+        w.add(scored("/v/a.mp4", 0.9))  # then a long wait, as for a slow video
+        deadline = time.monotonic() + 10
+        while list(load_videos(str(tmp_path)).path) != ["/v/a.mp4"]:
+            assert time.monotonic() < deadline, "the row never reached disk"
+            time.sleep(0.05)
+    assert not w._timer.is_alive()
+
+
+def test_rows_received_before_a_failure_are_written(tmp_path):
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        ReportWriter(str(tmp_path), "run1", flush_seconds=3600) as w,
+    ):
+        w.add(scored("/v/a.mp4", 0.9))
+        raise RuntimeError("boom")
+    assert list(load_videos(str(tmp_path)).path) == ["/v/a.mp4"]

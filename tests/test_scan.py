@@ -137,6 +137,17 @@ def test_unusable_checkpoint_exits_2_and_writes_nothing(video_dir, tmp_path, con
     assert not report.exists()
 
 
+def test_a_broken_report_folder_is_a_failed_run_not_bad_input(video_dir, checkpoint, tmp_path):
+    report = tmp_path / "report"
+    (report / "videos").mkdir(parents=True)
+    (report / "videos" / "foreign.parquet").write_bytes(b"not parquet")  # pyarrow: ValueError
+    result = CliRunner().invoke(
+        cli, ["scan", str(video_dir), "--out", str(report), "--checkpoint", checkpoint]
+    )
+    assert result.exit_code == 1  # 2 would tell the scheduler the user's input was unusable
+    assert "foreign.parquet" in str(result.exception)
+
+
 def plan_of(video_dir, checkpoint, **options) -> str:
     from jobs.scan import build_dataset
     from pipeline.config import ScanConfig

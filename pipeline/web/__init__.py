@@ -100,8 +100,11 @@ def create_app(
         from pipeline import summary
         from pipeline.reports import load_faces
 
-        s = summary.summarize(reports_dir, top=20)
-        faces = load_faces(reports_dir)
+        try:
+            s = summary.summarize(reports_dir, top=20)
+            faces = load_faces(reports_dir)
+        except FileNotFoundError as exc:
+            abort(404, str(exc))
         videos = [
             {**v, "thumbs": summary.thumbnails(v["path"], faces[faces.path == v["path"]], 4)}
             for v in s["most_suspicious"]
