@@ -282,6 +282,14 @@ def extract_faces(
     is_flag=True,
     help="Crop at native resolution instead of resizing (keeps high frequencies).",
 )
+@click.option(
+    "--train-crop",
+    type=click.IntRange(min=32),
+    default=None,
+    help="Train on random patches of this many pixels cut from each input (with --no-resize, "
+    "native pixels); an epoch cuts (image-size/train-crop)^2 from every image. Validation and "
+    "scans see whole inputs. Helps with few images.",
+)
 @click.option("--self-blend", is_flag=True, help="Add self-blended fakes made from real faces.")
 @click.option("--seed", default=0, show_default=True)
 def train(
@@ -301,6 +309,7 @@ def train(
     weight_decay,
     augment,
     no_resize,
+    train_crop,
     self_blend,
     seed,
 ):
@@ -334,6 +343,7 @@ def train(
             weight_decay=weight_decay,
             augment=augment,
             resize=not no_resize,
+            train_crop=train_crop,
             self_blend=self_blend,
             seed=seed,
         )

@@ -34,6 +34,7 @@ from pipeline.metrics import choose_threshold, summary
 from pipeline.model import build_model, load_checkpoint, save_checkpoint
 from pipeline.training import (
     FaceImages,
+    Repeated,
     build_transform,
     list_images,
     make_optimizer,
@@ -168,12 +169,13 @@ def train_loop(loop_config: dict) -> None:
         torch.set_num_threads(max(1, cfg.cpus_per_worker))
     preprocess = Preprocess.from_dict(loop_config["preprocess"])
     train_dir, val_dir = split_dirs(cfg)
-    train_set = FaceImages(
+    images = FaceImages(
         list_images(train_dir),
         build_transform(cfg, preprocess, train=True),
         blend_fraction=cfg.self_blend_fraction if cfg.self_blend else 0.0,
         cache=cfg.cache_images,
     )
+    train_set = Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
     loader_workers = max(0, cfg.cpus_per_worker - 1)
     train_loader = DataLoader(
         train_set,

@@ -115,6 +115,7 @@ class TrainConfig:
     warmup_epochs: float = 0.5  # linear warm-up at the start of each phase
     augment: str = "standard"  # standard | light | none
     resize: bool = True  # False: random crops at native resolution, no resampling
+    train_crop: int | None = None  # train on random patches this big; validate on whole inputs
     self_blend: bool = False
     self_blend_fraction: float = 1.0  # extra fakes per real face, when self_blend
     workers: int = 1
@@ -134,10 +135,20 @@ class TrainConfig:
             raise ValueError("augment must be standard, light or none")
         if self.image_size < 32:
             raise ValueError("image_size must be at least 32")
+        if self.train_crop is not None and not 32 <= self.train_crop <= self.image_size:
+            raise ValueError("train_crop must lie between 32 and image_size")
 
     @property
     def epochs(self) -> int:
         return self.epochs_frozen + self.epochs_full
+
+    @property
+    def patches_per_image(self) -> int:
+        """Patches cut from every image in one epoch: with `train_crop`, enough that an epoch
+        sees about as many pixels as an epoch of whole inputs would; else 1."""
+        if not self.train_crop:
+            return 1
+        return max(1, round((self.image_size / self.train_crop) ** 2))
 
     @property
     def phase2_lr(self) -> float:

@@ -59,7 +59,10 @@ def build_transform(cfg: TrainConfig, preprocess: Preprocess, train: bool) -> v2
     """Augmentation for deepfake training: flips, mild crops, colour, blur and JPEG
     re-compression (`standard`); flips and mild crops (`light`); none. With `resize=False` the
     image keeps its native resolution and crops are cut without resampling, which keeps the
-    high-frequency traces that generators leave and that resizing destroys."""
+    high-frequency traces that generators leave and that resizing destroys. With `train_crop`
+    the network trains on a random patch of that size cut from the input-sized image: many
+    different views of few images (a ResNet's global pooling then scores a whole input at
+    validation and in the scan as it scored patches)."""
     if not train:
         return eval_transform(preprocess, cfg.resize)
     size = cfg.image_size
@@ -70,6 +73,8 @@ def build_transform(cfg: TrainConfig, preprocess: Preprocess, train: bool) -> v2
         steps.append(v2.RandomResizedCrop(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)))
     else:
         steps += [v2.Resize(size), v2.CenterCrop(size)]
+    if cfg.train_crop:
+        steps.append(v2.RandomCrop(cfg.train_crop))
     if cfg.augment != "none":
         steps.append(v2.RandomHorizontalFlip())
     if cfg.augment == "standard":
@@ -93,6 +98,19 @@ def eval_transform(preprocess: Preprocess, resize: bool = True) -> v2.Compose:
     size = preprocess.input_size
     steps = [v2.Resize(size), v2.CenterCrop(size)] if resize else [v2.CenterCrop(size)]
     return v2.Compose(steps + _to_model_input(preprocess))
+
+
+class Repeated(Dataset):
+    """`times` passes over `base` in one epoch, each item drawn afresh (a new random patch)."""
+
+    def __init__(self, base: Dataset, times: int):
+        self.base, self.times = base, times
+
+    def __len__(self) -> int:
+        return len(self.base) * self.times
+
+    def __getitem__(self, i: int):
+        return self.base[i % len(self.base)]
 
 
 class FaceImages(Dataset):

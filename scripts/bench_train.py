@@ -39,9 +39,11 @@ from pipeline.evaluation import evaluate_images
 @click.option("--lr-full", default=1e-3, show_default=True)
 @click.option("--augment", default="light", show_default=True)
 @click.option("--no-resize", is_flag=True)
+@click.option("--train-crop", type=int, default=None)
+@click.option("--epochs-frozen", default=1, show_default=True)
 @click.option("--self-blend", is_flag=True)
 def main(data, sets, out, image_size, batch_size, cpus, lr, lr_full, augment, no_resize,
-         self_blend):  # fmt: skip
+         train_crop, epochs_frozen, self_blend):  # fmt: skip
     if not os.path.isdir(data):
         raise click.ClickException(f"no face data at {data}: this benchmark needs ../shared/data")
     for spec in sets.split(","):
@@ -50,13 +52,14 @@ def main(data, sets, out, image_size, batch_size, cpus, lr, lr_full, augment, no
             data_dir=os.path.join(data, name),
             run_dir=os.path.join(out, name),
             image_size=image_size,
-            epochs_frozen=1,
+            epochs_frozen=epochs_frozen,
             epochs_full=int(epochs),
             batch_size=batch_size,
             lr=lr,
             lr_full=lr_full,
             augment=augment,
             resize=not no_resize,
+            train_crop=train_crop,
             self_blend=self_blend,
             cpus_per_worker=cpus,
         )
@@ -65,9 +68,10 @@ def main(data, sets, out, image_size, batch_size, cpus, lr, lr_full, augment, no
         val = evaluate_images(best["checkpoint"], os.path.join(data, name, "val"))
         line = {
             "set": name,
-            "recipe": f"resnet50 random init, 1 frozen + {epochs} full epochs, {augment} aug, "
-            f"{'native-res crops' if no_resize else 'resized'} {image_size}px, "
-            f"AdamW lr {lr}/{lr_full}, batch {batch_size}{', self-blend' if self_blend else ''}",
+            "recipe": f"resnet50 random init, {epochs_frozen} frozen + {epochs} full epochs, "
+            f"{augment} aug, {'native-res crops' if no_resize else 'resized'} {image_size}px, "
+            + (f"trained on {train_crop}px patches, " if train_crop else "")
+            + f"AdamW lr {lr}/{lr_full}, batch {batch_size}{', self-blend' if self_blend else ''}",
             "best_epoch": best["epoch"],
             "val_accuracy": round(val["accuracy"], 4),
             "val_auc": round(val["auc"], 4),

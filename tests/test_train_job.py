@@ -34,7 +34,7 @@ def data_dir(tmp_path_factory):
 def trained(ray_session, data_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     args = ["train", str(data_dir), "--out", str(run), "--epochs-frozen", "1", "--epochs-full", "1"]
-    result = CliRunner().invoke(cli, args + TINY + ["--self-blend"])
+    result = CliRunner().invoke(cli, args + TINY + ["--self-blend", "--train-crop", "40"])
     assert result.exit_code == 0, result.output
     return run, json.loads(result.output.strip().splitlines()[-1])
 
@@ -51,7 +51,7 @@ def test_two_phases_write_checkpoints_and_metrics(trained):
     last = load_checkpoint(run / "last.pt")
     assert last["epoch"] == 1 and last["phase"] == "full"
     assert {"optimizer", "scheduler", "scaler", "history", "config", "metrics"} <= set(last)
-    assert last["config"]["self_blend"] is True
+    assert last["config"]["self_blend"] is True and last["config"]["train_crop"] == 40
     assert best["checkpoint"] == str(run / "best.pt")
     assert best["val_auc"] == max(float(r["val_auc"]) for r in rows)
 

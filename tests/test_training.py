@@ -11,6 +11,7 @@ from pipeline.model import build_model
 from pipeline.selfblend import self_blend
 from pipeline.training import (
     FaceImages,
+    Repeated,
     build_transform,
     list_images,
     make_optimizer,
@@ -65,6 +66,27 @@ def test_transforms_give_the_input_size(faces, augment, resize):
     for train in (True, False):
         img, _ = FaceImages(list_images(faces), build_transform(cfg, pre, train))[0]
         assert img.shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("resize", [True, False])
+def test_train_crop_trains_on_patches_and_validates_on_whole_inputs(faces, resize):
+    cfg = TrainConfig(data_dir=faces, run_dir="x", image_size=48, resize=resize, train_crop=32)
+    pre = Preprocess(input_size=48)
+    train = FaceImages(list_images(faces), build_transform(cfg, pre, True))
+    val = FaceImages(list_images(faces), build_transform(cfg, pre, False))
+    assert train[0][0].shape == (3, 32, 32) and val[0][0].shape == (3, 48, 48)
+    torch.manual_seed(0)
+    patches = {tuple(train[0][0][0, :4, :4].flatten().tolist()) for _ in range(8)}
+    assert len(patches) > 1  # a different part of the face each time it is drawn
+    with pytest.raises(ValueError, match="train_crop"):
+        TrainConfig(data_dir=faces, run_dir="x", image_size=48, train_crop=64)
+    # An epoch sees about as many pixels as whole inputs would: 16 patches of 64 in 256.
+    assert (
+        TrainConfig(data_dir=faces, run_dir="x", image_size=256, train_crop=64).patches_per_image
+        == 16
+    )
+    repeated = Repeated(train, 3)
+    assert len(repeated) == 3 * len(train) and repeated[len(train)][1] == train[0][1]
 
 
 def test_native_resolution_crops_do_not_resample(faces):
