@@ -1,8 +1,9 @@
 """Patch-level training probe (a recipe experiment, not the product's training job): trains a
 ResNet-50 from random weights on random native-resolution patches of SET/train (no resizing,
 so the pixels the camera or generator made reach the network), and scores each SET/val image
-by averaging 16 patches on a 4x4 grid. Needs a GPU to be quick (a 2-core CPU trains about 100
-64 px patches a second); prints a line per fifth.
+by averaging 16 patches on a 4x4 grid and (unless --no-whole-image) by one pass over the whole
+image at its native size, which is how the scan would use such a model. Needs a GPU to be quick
+(a 2-core CPU trains about 100 64 px patches a second); prints a line per fifth.
 
     python scripts/probe_patches.py ../shared/data/faces/ffhq_stylegan --patch 128 \\
         --batch 64 --steps 1000 --lr 1e-3 [--stem plain|full-res]
@@ -43,7 +44,13 @@ STD = (0.229, 0.224, 0.225)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--pretrain", multiple=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--pretrain-steps", default=0, show_default=True)
-def main(set_dir, patch, batch, steps, lr, stem, seed, pretrain, pretrain_steps):
+@click.option(
+    "--whole-image/--no-whole-image",
+    default=True,
+    show_default=True,
+    help="Also score each val image whole (one pass at native size), as the scan would.",
+)
+def main(set_dir, patch, batch, steps, lr, stem, seed, pretrain, pretrain_steps, whole_image):
     torch.manual_seed(seed)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -81,18 +88,28 @@ def main(set_dir, patch, batch, steps, lr, stem, seed, pretrain, pretrain_steps)
 
     @torch.no_grad()
     def evaluate():
+        """Val summaries (at 0.5, at the best threshold) for the 16-patch average and,
+        with --whole-image, for one pass over each whole image."""
         model.eval()
         grid = torch.linspace(0, size - patch, 4).round().long().tolist()
-        logits = torch.zeros(len(xv), device=dev)
-        for oy in grid:
-            for ox in grid:
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                    crop = xv[:, :, oy : oy + patch, ox : ox + patch]
-                    logits += model(norm(crop)).float().squeeze(1)
+        crops = [xv[:, :, y : y + patch, x : x + patch] for y in grid for x in grid]
+        ways = {"16 patches": [logits_of(c) for c in crops]}
+        if whole_image:
+            ways["whole image"] = [logits_of(xv)]
         model.train()
-        scores, labels = torch.sigmoid(logits / 16).cpu().numpy(), yv.cpu().numpy()
-        best = choose_threshold(labels, scores)
-        return summary(labels, scores, 0.5), summary(labels, scores, best)
+        labels = yv.cpu().numpy()
+        out = {}
+        for name, logits in ways.items():
+            scores = torch.sigmoid(torch.stack(logits).mean(0)).cpu().numpy()
+            best = choose_threshold(labels, scores)
+            out[name] = summary(labels, scores, 0.5), summary(labels, scores, best)
+        return out
+
+    def logits_of(x):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            return torch.cat(
+                [model(norm(x[i : i + 64])).float().squeeze(1) for i in range(0, len(x), 64)]
+            )
 
     def train(sets, steps, phase):
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
@@ -109,11 +126,12 @@ def main(set_dir, patch, batch, steps, lr, stem, seed, pretrain, pretrain_steps)
             opt.step()
             sched.step()
             if step % max(1, steps // 5) == 0:
-                at_half, at_best = evaluate()
-                print(f"{phase} patch {patch} stem {stem} step {step} {time.time() - start:.0f}s "
-                      f"loss {loss.item():.3f} val acc@0.5 {at_half['accuracy']:.4f} "
-                      f"auc {at_half['auc']:.4f} acc@best {at_best['accuracy']:.4f}",
-                      flush=True)  # fmt: skip
+                line = f"{phase} patch {patch} stem {stem} step {step} {time.time() - start:.0f}s "
+                line += f"loss {loss.item():.3f}"
+                for name, (at_half, at_best) in evaluate().items():
+                    line += f" | {name}: val acc@0.5 {at_half['accuracy']:.4f} "
+                    line += f"auc {at_half['auc']:.4f} acc@best {at_best['accuracy']:.4f}"
+                print(line, flush=True)
 
     if pretrain and pretrain_steps:
         train([load(root, "train") for root in pretrain], pretrain_steps, "pretrain")
