@@ -104,7 +104,13 @@ def _extract(row, preprocess, frames, max_faces, detector, open_capture) -> dict
     meta: list[tuple] = []
     sampled = with_face = 0
     tracker = FaceTracker(detector, preprocess, max_faces)
-    for index, frame in sample_frames(lambda: open_capture(path), frames, info.frame_count):
+
+    def counted(frame_count: int) -> None:  # the container's count was missing or wrong
+        if info.fps > 0:
+            row["duration_s"] = frame_count / info.fps
+
+    sampled_frames = sample_frames(lambda: open_capture(path), frames, info.frame_count, counted)
+    for index, frame in sampled_frames:
         sampled += 1
         faces = tracker.faces(frame)
         if faces:

@@ -99,16 +99,23 @@ def _read_targets(
 
 
 def sample_frames(
-    open_capture: Callable[[], cv2.VideoCapture], n: int, reported_count: int
+    open_capture: Callable[[], cv2.VideoCapture],
+    n: int,
+    reported_count: int,
+    on_count: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield up to `n` (frame_index, BGR frame) pairs spread over the video, in ascending order.
 
     `open_capture` opens a fresh capture (a second pass is needed when the reported count turns
     out to be wrong). Frames are yielded one at a time so that a 4K video never holds more than
     one decoded frame in memory. When the video turns out to be longer than its container said,
-    up to `n` more frames are yielded, spread over the part it did not mention.
+    up to `n` more frames are yielded, spread over the part it did not mention. Whenever the
+    frames were counted (the container's count was missing or wrong), `on_count` hears the count.
     """
+    on_count = on_count or (lambda _count: None)
     count = reported_count if reported_count > 0 else count_frames(open_capture)
+    if reported_count <= 0:
+        on_count(count)
     targets = sample_indices(count, n)
     done: set[int] = set()
     beyond = 0  # frames found after the reported end
@@ -122,6 +129,7 @@ def sample_frames(
     finally:
         cap.release()
     if beyond:
+        on_count(count + beyond)
         # The container said too few (a duration-based estimate, variable frame rate): sample
         # the rest at the same spacing, at most `n` more, so the end of the video is looked at.
         extra = min(n, max(1, round(n * beyond / count)))
@@ -137,7 +145,9 @@ def sample_frames(
     # count what really decodes and spread the frames still owed over the part after the last
     # frame yielded, so that the whole video is covered by at most `n` frames.
     start = max(done, default=-1) + 1
-    rest = count_frames(open_capture) - start
+    real_count = count_frames(open_capture)
+    on_count(real_count)
+    rest = real_count - start
     retry = [start + i for i in sample_indices(rest, n - len(done))]
     if not retry:
         return

@@ -1,5 +1,6 @@
 import os
 
+import cv2
 import numpy as np
 import pytest
 from fixtures import write_video
@@ -71,3 +72,27 @@ def test_bad_files_become_error_rows(tmp_path, small_preprocess, make, reason):
     assert row["status"] == "error"
     assert reason in row["error"]
     assert row["crops"] == b"" and row["frames_sampled"] == 0
+
+
+class UnderCountingCapture:
+    """A real capture whose container claims a third of the frames it holds."""
+
+    def __init__(self, path):
+        self._cap = cv2.VideoCapture(path)
+
+    def get(self, prop):
+        value = self._cap.get(prop)
+        return value // 3 if prop == cv2.CAP_PROP_FRAME_COUNT else value
+
+    def __getattr__(self, name):
+        return getattr(self._cap, name)
+
+
+def test_video_longer_than_its_container_says_is_sampled_to_its_end(face_video, small_preprocess):
+    row = extract_video(describe_file(str(face_video)).to_row(), small_preprocess, 8, 2,
+                        open_capture=UnderCountingCapture)  # fmt: skip
+    assert row["status"] == "ok"
+    meta = unpack_face_meta(row["face_meta"])
+    assert meta[:, 0].max() >= 20  # of 24 frames, though the container said 8
+    assert 8 < row["frames_sampled"] <= 16
+    assert row["duration_s"] == pytest.approx(2.0)  # counted, not the container's 0.67 s

@@ -50,59 +50,64 @@ class FakeCapture:
 
 
 def run(true_count, reported, n):
-    caps = []
+    caps, counts = [], []
 
     def opener():
         caps.append(FakeCapture(true_count))
         return caps[-1]
 
-    frames = list(sample_frames(opener, n, reported))
+    frames = list(sample_frames(opener, n, reported, counts.append))
     for index, frame in frames:
         assert frame[0, 0, 0] == index % 256  # the frame really is the one its index says
-    return [i for i, _ in frames], caps
+    return [i for i, _ in frames], caps, counts
 
 
 def test_correct_count_reads_only_what_it_needs():
-    got, caps = run(true_count=50, reported=50, n=5)
+    got, caps, counts = run(true_count=50, reported=50, n=5)
     assert got == [5, 15, 25, 35, 45]
     assert len(caps) == 1
     assert caps[0].decoded == 50  # the last wanted frame, then a check that the video ends
+    assert counts == []  # nothing was counted: the container's count stands
 
 
 def test_count_a_frame_or_two_low_changes_nothing():
-    got, caps = run(true_count=52, reported=50, n=5)
+    got, caps, counts = run(true_count=52, reported=50, n=5)
     assert got == [5, 15, 25, 35, 45]
-    assert len(caps) == 1
+    assert len(caps) == 1 and counts == []
 
 
 def test_far_apart_frames_are_reached_by_seeking():
-    got, caps = run(true_count=SEEK_GAP * 20, reported=SEEK_GAP * 20, n=4)
-    assert len(got) == 4
-    assert caps[0].decoded < SEEK_GAP * 2
+    got, caps, counts = run(true_count=SEEK_GAP * 20, reported=SEEK_GAP * 20, n=4)
+    assert len(got) == 4 and counts == []
+    assert caps[0].decoded < SEEK_GAP * 2  # also the check past the end is one seek
 
 
 def test_missing_count_is_counted():
-    got, _ = run(true_count=30, reported=0, n=3)
+    got, _, counts = run(true_count=30, reported=0, n=3)
     assert got == [5, 15, 25]
+    assert counts == [30]  # passed on, for the report's duration
 
 
 def test_count_too_high_still_covers_the_video_with_at_most_n_frames():
-    got, _ = run(true_count=40, reported=100, n=8)  # e.g. a truncated file
+    got, _, counts = run(true_count=40, reported=100, n=8)  # e.g. a truncated file
     assert len(got) == 8
     assert len(set(got)) == 8
     assert max(got) >= 30  # the end of what really exists is sampled, not only its start
+    assert counts == [40]
 
 
 def test_count_too_low_still_samples_the_end_of_the_video():
-    got, _ = run(true_count=100, reported=10, n=5)  # e.g. a duration-based estimate
+    got, _, counts = run(true_count=100, reported=10, n=5)  # e.g. a duration-based estimate
     assert got[:5] == [1, 3, 5, 7, 9]  # what the container said, already on its way downstream
     assert got == sorted(set(got)) and len(got) == 10  # then at most n more, in order
     assert max(got) >= 90  # the end of the video is looked at, not only its first tenth
+    assert counts == [100]
 
 
 def test_count_too_low_on_a_long_video_checks_by_seeking():
-    got, caps = run(true_count=SEEK_GAP * 60, reported=SEEK_GAP * 20, n=4)
+    got, _, counts = run(true_count=SEEK_GAP * 60, reported=SEEK_GAP * 20, n=4)
     assert len(got) == 8 and max(got) >= SEEK_GAP * 50
+    assert counts == [SEEK_GAP * 60]
 
 
 def test_real_video_frames_match_their_indices(tmp_path):
