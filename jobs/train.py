@@ -36,6 +36,7 @@ from pipeline.training import (
     FaceImages,
     Repeated,
     build_transform,
+    fast_path,
     list_images,
     make_optimizer,
     make_scheduler,
@@ -207,7 +208,7 @@ def train_loop(loop_config: dict) -> None:
         if rank == 0:
             print(f"resuming after epoch {state['epoch']} from {cfg.run_dir}/last.pt", flush=True)
     model.to(device)
-    if device.type == "cuda":
+    if fast_path(device):
         model = model.to(memory_format=torch.channels_last)
     criterion = nn.BCEWithLogitsLoss()
     steps_per_epoch = len(train_loader)

@@ -19,6 +19,7 @@ from torchvision.transforms import v2
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import set_backbone_trainable
+from pipeline.scoring import native_bf16
 from pipeline.selfblend import self_blend
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -191,8 +192,15 @@ def make_scheduler(optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def fast_path(device: torch.device) -> bool:
+    """bf16 autocast and channels_last: on CUDA, and on CPUs with native bf16 (AVX512-BF16,
+    AMX), where they train about twice as fast as fp32; elsewhere fp32."""
+    device = torch.device(device)
+    return device.type == "cuda" or (device.type == "cpu" and native_bf16(device))
+
+
 def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast_path(device))
 
 
 def train_one_epoch(
@@ -209,7 +217,7 @@ def train_one_epoch(
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True).float()
-        if device.type == "cuda":
+        if fast_path(device):
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             logits = model(images).squeeze(1)
@@ -232,7 +240,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device):
     labels, scores, losses = [], [], []
     for images, y in loader:
         images = images.to(device, non_blocking=True)
-        if device.type == "cuda":
+        if fast_path(device):
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             logits = model(images).squeeze(1).float()
