@@ -54,6 +54,8 @@ def text_summary(s: dict) -> str:
             f"  last run {r['run_id']} ({r.get('status')}): scanned {r.get('scanned')}, "
             f"skipped {r.get('skipped')}, finished {r.get('finished_at')}"
         )
+        if r.get("settings"):
+            lines.append(f"  settings: {r['settings']}")
     if s["most_suspicious"]:
         lines.append("most suspicious:")
         for v in s["most_suspicious"]:
@@ -160,7 +162,7 @@ def write_html(report_dir: str, out_path: str, top: int = 10) -> dict:
     if s["last_run"]:
         r = s["last_run"]
         for key in ("run_id", "status", "scanned", "skipped", "started_at", "finished_at",
-                    "videos_per_s", "model_id"):  # fmt: skip
+                    "videos_per_s", "model_id", "settings"):  # fmt: skip
             parts.append(f"<tr><th>last run {key}</th><td>{e(str(r.get(key)))}</td></tr>")
     parts.append("</table>")
     scored = videos[videos.status == "ok"]

@@ -34,6 +34,7 @@ def test_terminal_summary_names_counts_and_the_most_suspicious(report):
     lines = result.output.splitlines()
     first = lines.index("most suspicious:") + 1
     assert lines[first].strip().endswith(top.path)
+    assert "  settings: frames=4 max_faces=2 " in result.output  # what the results depend on
 
 
 def test_json_and_csv_for_scripts(report):
@@ -58,6 +59,7 @@ def test_html_report_is_self_contained_and_shows_the_top_video(report, tmp_path)
     assert text.count("data:image/png;base64,") == 1 + 3  # histogram + one chart per video
     assert text.count("data:image/jpeg;base64,") >= 3  # face thumbnails cut from the videos
     assert "broken.mp4" in text and "cannot open as a video" in text  # the error table
+    assert "<th>last run settings</th><td>frames=4 max_faces=2 " in text
     assert not re.search(r"src=['\"](?!data:)", text)  # nothing loaded from elsewhere
 
 
