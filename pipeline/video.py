@@ -80,13 +80,16 @@ def count_frames(open_capture: Callable[[], cv2.VideoCapture]) -> int:
 
 
 def _read_targets(
-    cap: cv2.VideoCapture, targets: list[int], pos: int = 0
+    cap: cv2.VideoCapture, targets: list[int], pos: int = 0, seek_limit: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (index, BGR frame) for each target in ascending order; stop at the first failure.
-    `pos` is the index of the frame the capture would return next."""
+    `pos` is the index of the frame the capture would return next. Seeks stay below
+    `seek_limit`, the container's frame count: OpenCV's FFmpeg backend silently caps a seek
+    there (and says it succeeded), so frames past it are reached by grabbing."""
     for t in targets:
-        if t - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, t):
-            pos = t
+        dest = t if seek_limit is None else min(t, seek_limit - 1)
+        if dest - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, dest):
+            pos = dest
         while pos < t:
             if not cap.grab():
                 return
@@ -135,7 +138,8 @@ def sample_frames(
         extra = min(n, max(1, round(n * beyond / count)))
         cap = open_capture()
         try:
-            yield from _read_targets(cap, [count + i for i in sample_indices(beyond, extra)])
+            extra_targets = [count + i for i in sample_indices(beyond, extra)]
+            yield from _read_targets(cap, extra_targets, seek_limit=count)
         finally:
             cap.release()
         return
@@ -163,8 +167,8 @@ def _frames_beyond(cap: cv2.VideoCapture, pos: int, count: int, n: int) -> int:
     next frame is `pos`; 0 when there are none or fewer than half a sampling gap (a count off by
     a frame or two is common and changes nothing). Costs about half a gap of grabbing (or one
     seek) when the count is right, and a pass to the end when it is not."""
-    probe_at = count + max(1, count // (2 * n))
-    if not any(True for _ in _read_targets(cap, [probe_at], pos)):
+    probe_at = count + count // (2 * n)
+    if not any(True for _ in _read_targets(cap, [probe_at], pos, seek_limit=count)):
         return 0
     extra = probe_at + 1 - count
     while cap.grab():

@@ -1,3 +1,5 @@
+import struct
+
 import cv2
 import numpy as np
 import pytest
@@ -21,10 +23,11 @@ def test_sample_indices_spread_evenly_and_avoid_the_ends():
 
 
 class FakeCapture:
-    """A capture over `true_count` frames whose pixel value is the frame index."""
+    """A capture over `true_count` frames whose pixel value is the frame index. Like OpenCV's
+    FFmpeg backend, it caps a seek at the frame count its container reports, and says yes."""
 
-    def __init__(self, true_count: int):
-        self.true_count = true_count
+    def __init__(self, true_count: int, reported: int):
+        self.true_count, self.reported = true_count, reported
         self.pos = 0
         self.decoded = 0
 
@@ -42,7 +45,7 @@ class FakeCapture:
 
     def set(self, prop, value):
         assert prop == cv2.CAP_PROP_POS_FRAMES
-        self.pos = int(value)
+        self.pos = min(int(value), self.reported) if self.reported > 0 else int(value)
         return True
 
     def release(self):
@@ -53,7 +56,7 @@ def run(true_count, reported, n):
     caps, counts = [], []
 
     def opener():
-        caps.append(FakeCapture(true_count))
+        caps.append(FakeCapture(true_count, reported))
         return caps[-1]
 
     frames = list(sample_frames(opener, n, reported, counts.append))
@@ -131,3 +134,27 @@ def test_not_a_video_raises_video_error(tmp_path):
     path.write_text("not a video")
     with pytest.raises(VideoError, match="cannot open"):
         open_video(str(path))
+
+
+def test_real_video_longer_than_its_header_says_gives_the_frames_it_names(tmp_path):
+    # An AVI whose headers claim a third of its 3,000 frames; OpenCV caps seeks at that count.
+    path = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (32, 32))
+    for i in range(3000):
+        frame = np.zeros((32, 32, 3), np.uint8)
+        frame[:, :16], frame[:, 16:] = i % 256, (i // 256) * 16  # the index, in two halves
+        writer.write(frame)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    for chunk, offset in ((b"avih", 8 + 16), (b"strh", 8 + 32)):  # dwTotalFrames, dwLength
+        struct.pack_into("<I", data, data.find(chunk) + offset, 1000)
+    path.write_bytes(bytes(data))
+    assert probe(open_video(str(path))).frame_count == 1000
+    for n in (4, 32):
+        counts = []
+        got = list(sample_frames(lambda: open_video(str(path)), n, 1000, counts.append))
+        shown = [round(f[0, 20, 0] / 16) * 256 + int(f[0, 4, 0]) for _, f in got]
+        # Every frame is the one its index names (JPEG colour round-off moves a shade or two;
+        # a capped seek would be off by tens to thousands of frames).
+        assert all(abs(i - seen) <= 3 for (i, _), seen in zip(got, shown, strict=True))
+        assert counts == [3000] and max(shown) >= 2500
