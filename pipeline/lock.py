@@ -42,7 +42,8 @@ class ScanLock:
             # Object stores have no exclusive create: the lock is only advisory there.
             self.path = None
         else:
-            self.path = os.path.join(os.path.abspath(report_dir), ".lock")
+            # The folder the reports go to: pipeline.reports.resolve expands "~" too.
+            self.path = os.path.join(os.path.abspath(os.path.expanduser(report_dir)), ".lock")
         self.run_id = run_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

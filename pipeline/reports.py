@@ -10,6 +10,7 @@ REPORT_DIR may be a local path or any URI pyarrow's filesystems understand (s3:/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -161,7 +162,6 @@ class ReportWriter:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._timer: threading.Thread | None = None
-        self._timer_error: BaseException | None = None
 
     def __enter__(self) -> ReportWriter:
         return self
@@ -170,7 +170,6 @@ class ReportWriter:
         self.close()
 
     def add(self, row: dict) -> dict:
-        self._raise_timer_error()
         record = video_record(row, self.run_id, datetime.now(UTC), self.settings)
         faces = None
         if row.get("face_meta"):
@@ -184,7 +183,7 @@ class ReportWriter:
                 or time.monotonic() - self._last_flush >= self.flush_seconds
             ):
                 self._flush()
-        if self._timer is None:
+        if self._timer is None and self.flush_seconds > 0:  # at 0 every add flushes anyway
             self._timer = threading.Thread(target=self._flush_on_time, daemon=True)
             self._timer.start()
         return record
@@ -194,25 +193,22 @@ class ReportWriter:
             self._flush()
 
     def close(self) -> None:
+        """Stop the timer and write what is left; raises if that last write fails."""
         self._closed.set()
         if self._timer is not None:
             self._timer.join()
         self.flush()
-        self._raise_timer_error()
 
     def _flush_on_time(self) -> None:
-        while not self._closed.wait(min(1.0, self.flush_seconds / 4)):
-            try:
-                with self._lock:
-                    if time.monotonic() - self._last_flush >= self.flush_seconds:
-                        self._flush()
-            except BaseException as exc:  # the caller hears of it at its next add or close
-                self._timer_error = exc
-                return
-
-    def _raise_timer_error(self) -> None:
-        if self._timer_error is not None:
-            raise self._timer_error
+        interval = max(0.05, min(1.0, self.flush_seconds / 4))
+        while not self._closed.wait(interval):
+            with self._lock:
+                if time.monotonic() - self._last_flush < self.flush_seconds:
+                    continue
+                # A failed write (a full disk, a network hiccup) keeps the rows buffered; the
+                # next flush retries them, and one in add() or close() raises if it still fails.
+                with contextlib.suppress(Exception):
+                    self._flush()
 
     def _flush(self) -> None:
         if not self._videos:

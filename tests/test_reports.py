@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.lock import ScanLock
 from pipeline.reports import FACES_SCHEMA, VIDEOS_SCHEMA, ReportWriter, load_faces, load_videos
 
 
@@ -93,6 +94,7 @@ def test_home_folder_in_a_report_path_is_expanded(tmp_path, monkeypatch):
     w.close()
     assert (tmp_path / "reports" / "videos").is_dir()
     assert list(load_videos("~/reports").path) == ["/v/a.mp4"]
+    assert ScanLock("~/reports", "run2").path == str(tmp_path / "reports" / ".lock")
 
 
 def test_runs_come_back_in_the_order_they_started(tmp_path):
@@ -142,3 +144,27 @@ def test_rows_received_before_a_failure_are_written(tmp_path):
         w.add(scored("/v/a.mp4", 0.9))
         raise RuntimeError("boom")
     assert list(load_videos(str(tmp_path)).path) == ["/v/a.mp4"]
+
+
+def test_a_write_that_fails_once_is_retried_and_nothing_is_lost(tmp_path):
+    w = ReportWriter(str(tmp_path), "run1", flush_seconds=0.1)
+    write, calls = w._write, []
+
+    def fails_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError("transient")  # e.g. a network file system's hiccup
+        return write(*args)
+
+    w._write = fails_once
+    w.add(scored("/v/a.mp4", 0.9))  # its timely flush, from the timer, fails once
+    time.sleep(0.5)
+    w.close()  # all rows are on disk: nothing to complain about
+    assert list(load_videos(str(tmp_path)).path) == ["/v/a.mp4"] and len(calls) >= 2
+
+
+def test_without_a_time_limit_every_row_is_written_at_once_and_no_timer_runs(tmp_path):
+    w = ReportWriter(str(tmp_path), "run1", flush_seconds=0)
+    w.add(scored("/v/a.mp4", 0.9))
+    assert list(load_videos(str(tmp_path)).path) == ["/v/a.mp4"] and w._timer is None
+    w.close()
