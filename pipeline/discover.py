@@ -52,8 +52,9 @@ def find_videos(
     unreadable: list[tuple[str, str]] | None = None,
 ) -> list[str]:
     """Every file under `root` whose extension is one of `extensions`, compared case-insensitively,
-    sorted, absolute paths. Symlinks are followed, to files and to folders (a folder reached twice,
-    through a link loop or two links, is walked once). Folders that cannot be listed are appended to
+    sorted, absolute paths. Symlinks are followed, to files and to folders; a folder reached twice
+    (a link loop, two links, a link into the tree) is walked once, by its real path when it has one
+    inside `root`, else by the first link in sorted order. Folders that cannot be listed go to
     `unreadable` as (folder, reason); without that list, the first one raises PermissionError."""
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
@@ -68,20 +69,26 @@ def find_videos(
 
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=True):
-        try:
-            st = os.stat(dirpath)
-        except OSError:  # removed since it was listed
-            dirnames.clear()
-            continue
-        if (st.st_dev, st.st_ino) in seen:  # a link back up the tree, or a second link
-            dirnames.clear()
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames.sort()  # which of two links to one folder wins does not depend on the disk
-        for name in filenames:
-            if os.path.splitext(name)[1].lower() in exts:
-                found.append(os.path.join(dirpath, name))
+    links: list[str] = []  # linked folders, walked after every real one has been seen
+    queue = [root]
+    while queue:
+        for dirpath, dirnames, filenames in os.walk(queue.pop(0), onerror=on_error):
+            try:
+                st = os.stat(dirpath)
+            except OSError:  # removed since it was listed
+                dirnames.clear()
+                continue
+            if (st.st_dev, st.st_ino) in seen:  # a link back up the tree, or a second link
+                dirnames.clear()
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirnames.sort()
+            links += [p for d in dirnames if os.path.islink(p := os.path.join(dirpath, d))]
+            for name in filenames:
+                if os.path.splitext(name)[1].lower() in exts:
+                    found.append(os.path.join(dirpath, name))
+        if not queue:
+            queue, links = links, []
     found.sort()
     return found
 

@@ -110,4 +110,6 @@ def test_symlinked_folders_are_followed_once(tmp_path):
     os.symlink(outside / "cam", root / "cam2")  # a folder on another disk, linked in
     os.symlink(root, root / "loop")  # a link back up the tree
     os.symlink(outside / "cam", root / "cam2-again")  # the same folder by a second link
-    assert find_videos(root) == [own, str(root / "cam2" / "c.mp4")]
+    real = touch(root / "z-real" / "d.mp4")
+    os.symlink(root / "z-real", root / "0-shortcut")  # a link into the tree, sorting first
+    assert find_videos(root) == [own, str(root / "cam2" / "c.mp4"), real]
