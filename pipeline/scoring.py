@@ -14,6 +14,7 @@ computed right there, so no shuffle or groupby is ever needed.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import numpy as np
@@ -40,17 +41,19 @@ def native_bf16(device: torch.device) -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux; empty elsewhere). oneDNN's own bf16 check also says yes
-    on AVX-512 CPUs without bf16 instructions, where bf16 is emulated and slower than fp32."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux; empty elsewhere), read once per process: training asks
+    for every batch. oneDNN's own bf16 check also says yes on AVX-512 CPUs without bf16
+    instructions, where bf16 is emulated and slower than fp32."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def input_stats(preprocess: Preprocess, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

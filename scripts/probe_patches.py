@@ -27,8 +27,7 @@ import torch
 
 from pipeline.metrics import choose_threshold, summary
 from pipeline.model import build_model
-from pipeline.scoring import native_bf16
-from pipeline.training import FaceImages, list_images
+from pipeline.training import FaceImages, fast_path, list_images
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -73,7 +72,7 @@ def main(set_dir, patch, batch, steps, lr, stem, seed, pretrain, pretrain_steps,
         model.maxpool = torch.nn.Identity()
     model = model.to(dev).to(memory_format=torch.channels_last)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    bf16 = dev.type == "cuda" or native_bf16(dev)
+    bf16 = fast_path(dev)  # the training job's rule
 
     def patches(xt, yt, n):
         i = torch.randint(0, len(xt), (n,), device=dev)
