@@ -136,12 +136,8 @@ def sample_frames(
         # The container said too few (a duration-based estimate, variable frame rate): sample
         # the rest at the same spacing, at most `n` more, so the end of the video is looked at.
         extra = min(n, max(1, round(n * beyond / count)))
-        cap = open_capture()
-        try:
-            extra_targets = [count + i for i in sample_indices(beyond, extra)]
-            yield from _read_targets(cap, extra_targets, seek_limit=count)
-        finally:
-            cap.release()
+        extra_targets = [count + i for i in sample_indices(beyond, extra)]
+        yield from _read_fresh(open_capture, extra_targets, seek_limit=count)
         return
     if len(done) == len(targets):
         return
@@ -153,11 +149,17 @@ def sample_frames(
     on_count(real_count)
     rest = real_count - start
     retry = [start + i for i in sample_indices(rest, n - len(done))]
-    if not retry:
-        return
+    if retry:
+        yield from _read_fresh(open_capture, retry)
+
+
+def _read_fresh(
+    open_capture: Callable[[], cv2.VideoCapture], targets: list[int], seek_limit: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """_read_targets on a capture opened for it, released however the reading ends."""
     cap = open_capture()
     try:
-        yield from _read_targets(cap, retry)
+        yield from _read_targets(cap, targets, seek_limit=seek_limit)
     finally:
         cap.release()
 
@@ -165,8 +167,9 @@ def sample_frames(
 def _frames_beyond(cap: cv2.VideoCapture, pos: int, count: int, n: int) -> int:
     """How many frames decode after frame `count - 1` (the reported end), for a capture whose
     next frame is `pos`; 0 when there are none or fewer than half a sampling gap (a count off by
-    a frame or two is common and changes nothing). Costs about half a gap of grabbing (or one
-    seek) when the count is right, and a pass to the end when it is not."""
+    a frame or two is common and changes nothing). Costs about half a gap of grabbing (on a long
+    video, one seek to the last reported frame) when the count is right, and a pass to the end
+    when it is not."""
     probe_at = count + count // (2 * n)
     if not any(True for _ in _read_targets(cap, [probe_at], pos, seek_limit=count)):
         return 0
