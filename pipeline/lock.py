@@ -16,6 +16,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from pipeline.reports import local_dir
+
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0
 TAKEOVER_WAIT_S = 10.0  # how long to keep trying while other scans take over a stale lock
@@ -38,12 +40,9 @@ def _pid_alive(pid: int) -> bool:
 
 class ScanLock:
     def __init__(self, report_dir: str, run_id: str):
-        if "://" in report_dir:
-            # Object stores have no exclusive create: the lock is only advisory there.
-            self.path = None
-        else:
-            # The folder the reports go to: pipeline.reports.resolve expands "~" too.
-            self.path = os.path.join(os.path.abspath(os.path.expanduser(report_dir)), ".lock")
+        folder = local_dir(report_dir)  # the folder the reports go to
+        # Object stores have no exclusive create: the lock is only advisory there.
+        self.path = None if folder is None else os.path.join(folder, ".lock")
         self.run_id = run_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

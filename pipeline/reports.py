@@ -78,10 +78,18 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+def local_dir(report_dir: str) -> str | None:
+    """The absolute local path of a report folder ("~" expanded); None for a URI."""
+    if "://" in report_dir:
+        return None
+    return os.path.abspath(os.path.expanduser(report_dir))
+
+
 def resolve(report_dir: str) -> tuple[pafs.FileSystem, str]:
     """A (filesystem, path) pair for a local path or a URI."""
-    if "://" not in report_dir:
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(report_dir))
+    local = local_dir(report_dir)
+    if local is not None:
+        return pafs.LocalFileSystem(), local
     return pafs.FileSystem.from_uri(report_dir)
 
 
