@@ -33,6 +33,7 @@ from pipeline.reports import (
     mark_interrupted_runs,
     new_run_id,
     remove_temporary_files,
+    vanished_videos,
     write_run_record,
 )
 from pipeline.scoring import Scorer, default_device, score_batch
@@ -257,7 +258,8 @@ def summary_line(summary: dict, report_dir: str) -> str:
     return (
         f"scanned {s['videos']} videos in {s['elapsed_s']:.1f}s ({s['videos_per_s']:.2f} videos/s):"
         f" {s['fake']} fake, {s['real']} real, {s['no_face']} no_face, {s['error']} error;"
-        f" {s.get('skipped', 0)} unchanged skipped -> {report_dir}"
+        f" {s.get('skipped', 0)} unchanged skipped, {s.get('missing', 0)} no longer found"
+        f" -> {report_dir}"
     )
 
 
@@ -325,6 +327,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             log(f"earlier runs were interrupted: {', '.join(interrupted)}; finishing their work")
         finished = {} if cfg.rescan else finished_videos(cfg.report_dir)
         todo = pending(refs, finished, ckpt["model_id"], settings)
+        gone = vanished_videos(cfg.report_dir, cfg.video_dir, {r.path for r in refs})
         record = {
             "run_id": run_id,
             "status": "running",
@@ -335,16 +338,22 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             "started_at": started_at.isoformat(),
             "found": len(refs),
             "skipped": len(refs) - len(todo),
+            "missing": len(gone),
         }
         write_run_record(cfg.report_dir, record)
         log(
             f"run {run_id}: {len(refs)} videos under {cfg.video_dir}, {len(todo)} to scan, "
-            f"{len(refs) - len(todo)} unchanged; model {ckpt['model_id']}; {settings}"
+            f"{len(refs) - len(todo)} unchanged, {len(gone)} no longer found; "
+            f"model {ckpt['model_id']}; {settings}"
         )
-        counts = _scan(cfg, ckpt, todo, threshold, settings, run_id, started, log)
+        counts = _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log)
         summary = summarise(counts, time.monotonic() - started)
         summary.update(
-            run_id=run_id, found=len(refs), skipped=len(refs) - len(todo), nodes=counts["nodes"]
+            run_id=run_id,
+            found=len(refs),
+            skipped=len(refs) - len(todo),
+            missing=len(gone),
+            nodes=counts["nodes"],
         )
         write_run_record(
             cfg.report_dir,
@@ -359,7 +368,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     return summary
 
 
-def _scan(cfg, ckpt, todo, threshold, settings, run_id, started, log) -> Counter:
+def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log) -> Counter:
     counts: Counter = Counter()
     nodes: set = set()
     # The writer flushes on time while the loop waits for results, and on the way out also when
@@ -367,6 +376,8 @@ def _scan(cfg, ckpt, todo, threshold, settings, run_id, started, log) -> Counter
     with ReportWriter(
         cfg.report_dir, run_id, flush_seconds=cfg.flush_seconds, settings=settings
     ) as writer:
+        for row in gone:  # the latest word on videos that are no longer there
+            writer.add(row)
         if todo:
             init_ray(cfg.address)
             DataContext.get_current().enable_progress_bars = False  # our own progress lines

@@ -33,7 +33,7 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 VIDEOS_SCHEMA = pa.schema(
     [
         pa.field("path", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # ok | no_face | error
+        pa.field("status", pa.string(), nullable=False),  # ok | no_face | error | missing
         pa.field("error", pa.string()),  # why, when status is error
         pa.field("fake_score", pa.float64()),  # 0..1, null unless status is ok
         pa.field("label", pa.string()),  # fake | real, null unless status is ok
@@ -304,6 +304,64 @@ def finished_videos(report_dir: str) -> dict[str, tuple[str, str, str]]:
     df = df[df.status.isin(["ok", "no_face"]) & df.fingerprint.notna()]
     keys = zip(df.fingerprint, df.model_id.fillna(""), df.settings.fillna(""), strict=True)
     return dict(zip(df.path, keys, strict=True))
+
+
+STATUS_MISSING = "missing"
+
+
+def vanished_videos(report_dir: str, video_dir: str, found: set[str]) -> list[dict]:
+    """Rows of status `missing` for the videos under `video_dir` that the report still lists but
+    this scan no longer finds (`found`: every path it discovered, folders it could not list
+    included): deleted, moved or renamed files, and folders whose listing error is gone because
+    they can be listed again. Their earlier results stay in the history; only the latest row
+    says they are gone. Left alone: files that still exist (another --extensions choice) and
+    anything inside a folder this scan could not list (unknown, and that folder's row says so)."""
+    root = os.path.abspath(video_dir)
+    inside = os.path.join(root, "")  # "/videos/" (not "/videos2"), and "/" for "/"
+    cols = ["path", "status", "run_id", "scanned_at"]
+    latest = _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, columns=cols))
+    rows = []
+    for path, status, run_id in zip(latest.path, latest.status, latest.run_id, strict=True):
+        if status == STATUS_MISSING or path in found or not path.startswith(inside):
+            continue
+        if _inside_any(path, root, found):  # under a folder that cannot be listed now
+            continue
+        if not os.path.lexists(path):
+            why = f"no longer found under {root}: deleted, moved or renamed since run {run_id}"
+        elif status == "error" and os.path.isdir(path):
+            why = "this folder can be listed again: its videos have rows of their own"
+        else:  # still there, not selected this time
+            continue
+        rows.append(
+            {
+                "path": path,
+                "status": STATUS_MISSING,
+                "error": why,
+                "fake_score": math.nan,
+                "label": "",
+                "frames_sampled": 0,
+                "frames_with_face": 0,
+                "faces_scored": 0,
+                "duration_s": math.nan,
+                "fps": math.nan,
+                "width": 0,
+                "height": 0,
+                "size_bytes": 0,
+                "modified_at": math.nan,
+                "fingerprint": "",
+                "model_id": "",
+            }
+        )
+    return rows
+
+
+def _inside_any(path: str, root: str, folders: set[str]) -> bool:
+    parent = os.path.dirname(path)
+    while len(parent) > len(root):
+        if parent in folders:
+            return True
+        parent = os.path.dirname(parent)
+    return False
 
 
 def remove_temporary_files(report_dir: str) -> int:

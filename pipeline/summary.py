@@ -40,6 +40,11 @@ def summarize(report_dir: str, top: int = 10) -> dict:
     }
 
 
+def _count(v) -> int:
+    """A count from a run record; runs recorded before the count existed have none."""
+    return 0 if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+
+
 def _clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
@@ -52,7 +57,8 @@ def text_summary(s: dict) -> str:
         r = s["last_run"]
         lines.append(
             f"  last run {r['run_id']} ({r.get('status')}): scanned {r.get('scanned')}, "
-            f"skipped {r.get('skipped')}, finished {r.get('finished_at')}"
+            f"skipped {r.get('skipped')}, no longer found {_count(r.get('missing'))}, "
+            f"finished {r.get('finished_at')}"
         )
         if r.get("settings"):
             lines.append(f"  settings: {r['settings']}")
@@ -161,8 +167,8 @@ def write_html(report_dir: str, out_path: str, top: int = 10) -> dict:
         parts.append(f"<tr><th>label {e(k)}</th><td>{v}</td></tr>")
     if s["last_run"]:
         r = s["last_run"]
-        for key in ("run_id", "status", "scanned", "skipped", "started_at", "finished_at",
-                    "videos_per_s", "model_id", "settings"):  # fmt: skip
+        for key in ("run_id", "status", "scanned", "skipped", "missing", "started_at",
+                    "finished_at", "videos_per_s", "model_id", "settings"):  # fmt: skip
             parts.append(f"<tr><th>last run {key}</th><td>{e(str(r.get(key)))}</td></tr>")
     parts.append("</table>")
     scored = videos[videos.status == "ok"]
@@ -192,12 +198,16 @@ def write_html(report_dir: str, out_path: str, top: int = 10) -> dict:
             else:
                 parts.append("<p>(the video can no longer be read: no thumbnails)</p>")
         parts.append("</div>")
-    errors = videos[videos.status == "error"]
-    if len(errors):
-        parts.append("<h2>Videos that could not be scored</h2><table>")
-        for r in errors.itertuples():
-            parts.append(f"<tr><td>{e(r.path)}</td><td>{e(str(r.error))}</td></tr>")
-        parts.append("</table>")
+    for status, title in (
+        ("error", "Videos that could not be scored"),
+        ("missing", "Videos no longer found (earlier results in the history)"),
+    ):
+        rows = videos[videos.status == status]
+        if len(rows):
+            parts.append(f"<h2>{title}</h2><table>")
+            for r in rows.itertuples():
+                parts.append(f"<tr><td>{e(r.path)}</td><td>{e(str(r.error))}</td></tr>")
+            parts.append("</table>")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<p><small>generated {generated} by deepfake-pipeline</small></p>")
     parts.append("</body></html>")

@@ -88,6 +88,37 @@ def test_rescans_only_what_changed(ray_session, checkpoint, tmp_path):
         assert runs[key].notna().all(), key
 
 
+def test_a_deleted_video_is_reported_missing_and_scored_again_when_it_returns(
+    ray_session, checkpoint, tmp_path
+):
+    videos, report = tmp_path / "videos", tmp_path / "report"
+    for name in ("a", "b"):
+        write_video(videos / f"{name}.mp4", frames=6)
+    first = scan(videos, report, checkpoint)
+    b = str(videos / "b.mp4")
+    os.rename(b, tmp_path / "b.mp4")
+
+    second = scan(videos, report, checkpoint)
+    assert (second["videos"], second["skipped"], second["missing"]) == (0, 1, 1)
+    latest = load_videos(str(report)).set_index("path")
+    assert latest.loc[b, "status"] == "missing" and latest.loc[b, "run_id"] == second["run_id"]
+    assert first["run_id"] in latest.loc[b, "error"]
+    assert latest.loc[str(videos / "a.mp4"), "status"] == "ok"
+    assert load_runs(str(report)).missing.tolist() == [0, 1]
+    summary = CliRunner().invoke(cli, ["report", str(report)]).output
+    assert "missing 1" in summary and "no longer found 1" in summary
+    page = tmp_path / "audit.html"
+    CliRunner().invoke(cli, ["report", str(report), "--html", str(page)])
+    html = page.read_text()
+    assert "Videos no longer found" in html and html.index(b) > html.index("no longer found")
+    assert scan(videos, report, checkpoint)["missing"] == 0  # said once
+
+    os.rename(tmp_path / "b.mp4", b)  # back, unchanged: its result is made again, not assumed
+    fourth = scan(videos, report, checkpoint)
+    assert (fourth["videos"], fourth["skipped"], fourth["missing"]) == (1, 1, 0)
+    assert load_videos(str(report)).set_index("path").loc[b, "status"] == "ok"
+
+
 def _pieces(report):
     folder = report / "videos"
     return [n for n in os.listdir(folder) if not n.startswith(".")] if folder.is_dir() else []

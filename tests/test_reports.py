@@ -8,7 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.lock import ScanLock
-from pipeline.reports import FACES_SCHEMA, VIDEOS_SCHEMA, ReportWriter, load_faces, load_videos
+from pipeline.reports import (
+    FACES_SCHEMA,
+    VIDEOS_SCHEMA,
+    ReportWriter,
+    load_faces,
+    load_videos,
+    vanished_videos,
+)
 
 
 def scored(path, score, faces=2, status="ok"):
@@ -75,6 +82,41 @@ def test_latest_result_per_video_and_its_faces(tmp_path):
     assert len(load_videos(str(tmp_path), history=True)) == 3
     f = load_faces(str(tmp_path))
     assert len(f[f.path == "/v/a.mp4"]) == 1  # faces of the latest run only
+
+
+def test_videos_no_longer_found_are_marked_missing_and_nothing_else_is(tmp_path):
+    videos, other = tmp_path / "videos", tmp_path / "videos2"
+    (videos / "sub").mkdir(parents=True)
+    (videos / "locked").mkdir()
+    for name in ("kept.mp4", "not-selected.avi"):
+        (videos / name).write_bytes(b"x")
+    report = str(tmp_path / "report")
+    with ReportWriter(report, "20260101T000000Z-aaaaaa") as w:
+        for name in ("kept.mp4", "deleted.mp4", "not-selected.avi", "locked/x.mp4"):
+            w.add(scored(str(videos / name), 0.9))
+        w.add(scored(str(videos / "sub"), math.nan, faces=0, status="error"))  # was unlistable
+        w.add(scored(str(videos / "sub.mp4"), 0.8))  # deleted too, beside the folder
+        w.add(scored(str(other / "a.mp4"), 0.9))  # another folder scanned into this report
+    found = {str(videos / "kept.mp4"), str(videos / "locked")}  # locked/ cannot be listed now
+
+    gone = vanished_videos(report, str(videos) + "/", found)
+    by_path = {r["path"]: r for r in gone}
+    assert set(by_path) == {str(videos / n) for n in ("deleted.mp4", "sub", "sub.mp4")}
+    why = by_path[str(videos / "deleted.mp4")]["error"]
+    assert "deleted, moved or renamed since run 20260101T000000Z-aaaaaa" in why
+    assert "can be listed again" in by_path[str(videos / "sub")]["error"]
+
+    with ReportWriter(report, "20260102T000000Z-bbbbbb") as w:
+        for row in gone:
+            w.add(row)
+    latest = load_videos(report).set_index("path")
+    assert latest.loc[str(videos / "deleted.mp4"), "status"] == "missing"
+    assert pd.isna(latest.loc[str(videos / "deleted.mp4"), "fake_score"])
+    assert latest.loc[str(videos / "kept.mp4"), "status"] == "ok"
+    assert str(videos / "deleted.mp4") not in set(load_faces(report).path)
+    history = load_videos(report, history=True)
+    assert (history.path == str(videos / "deleted.mp4")).sum() == 2  # the old result is kept
+    assert vanished_videos(report, str(videos), found) == []  # said once, not every night
 
 
 def test_empty_report_folder_gives_empty_frames_with_the_columns(tmp_path):
