@@ -27,11 +27,12 @@ import ray.train.torch
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
 from jobs.scan import init_ray
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.metrics import choose_threshold, summary
-from pipeline.model import build_model, load_checkpoint, save_checkpoint
+from pipeline.model import build_model, load_checkpoint, model_from_checkpoint, save_checkpoint
 from pipeline.training import (
     FaceImages,
     Repeated,
@@ -41,6 +42,7 @@ from pipeline.training import (
     make_optimizer,
     make_scheduler,
     predict,
+    resume_schedule,
     set_phase,
     train_one_epoch,
 )
@@ -96,6 +98,10 @@ def phase_of(cfg: TrainConfig, epoch: int) -> str:
 
 def phase_epochs(cfg: TrainConfig, phase: str) -> int:
     return cfg.epochs_frozen if phase == "frozen" else cfg.epochs_full
+
+
+def phase_start(cfg: TrainConfig, phase: str) -> int:
+    return 0 if phase == "frozen" else cfg.epochs_frozen
 
 
 def _atomic_text(path: str, text: str) -> None:
@@ -159,6 +165,30 @@ def load_resume_state(cfg: TrainConfig) -> dict | None:
     return state
 
 
+def reshuffle(loader: DataLoader, epoch: int) -> None:
+    """Another shuffle and other shards every epoch with several workers: Ray's
+    DistributedSampler seeds its order with the epoch it is told, and left alone it repeats
+    the first epoch's batches, and each worker its own share of the images, every epoch."""
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+
+
+def repair_run_dir(run_dir: str, state: dict) -> None:
+    """What a kill between last.pt and the files written after it leaves undone: best.pt of
+    the epoch last.pt names as the best, and metrics.csv and curves.png of its history."""
+    best_epoch = state.get("best_epoch")
+    best_path = os.path.join(run_dir, "best.pt")
+    if best_epoch is not None and best_epoch == state["epoch"]:
+        best = load_checkpoint(best_path) if os.path.exists(best_path) else None
+        if best is None or best.get("epoch") != best_epoch:
+            common = ("preprocess", "arch", "threshold", "epoch", "phase", "metrics", "config")
+            extra = {k: state[k] for k in common if k in state}
+            save_checkpoint(best_path, model_from_checkpoint(state), **extra)
+    if state.get("history"):
+        write_metrics(run_dir, state["history"])
+
+
 def train_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     cfg = TrainConfig(**loop_config["cfg"])
@@ -187,8 +217,7 @@ def train_loop(loop_config: dict) -> None:
         persistent_workers=loader_workers > 0,
         pin_memory=device.type == "cuda",
     )
-    # Ray adds a DistributedSampler (a shard per worker, reshuffled every epoch) and moves
-    # batches to this worker's device.
+    # With several workers Ray adds a DistributedSampler (a shard per worker; see reshuffle).
     train_loader = ray.train.torch.prepare_data_loader(train_loader, move_to_device=False)
     val_loader = None
     if rank == 0:  # rank 0 alone validates, on the whole set
@@ -197,14 +226,16 @@ def train_loop(loop_config: dict) -> None:
         )
         val_loader = DataLoader(val_set, batch_size=cfg.batch_size * 2, num_workers=loader_workers)
 
-    model = build_model(cfg.arch, cfg.pretrained)
     state = load_resume_state(cfg)
-    start_epoch, history, best_auc = 0, [], -math.inf
+    # A resumed run's weights come from last.pt: the --pretrained file is not needed again.
+    model = build_model(cfg.arch, cfg.pretrained if state is None else None)
+    start_epoch, history, best_auc, best_epoch = 0, [], -math.inf, None
     if state is not None:
         model.load_state_dict(state["model"])
         start_epoch = int(state["epoch"]) + 1
         history = list(state.get("history", []))
         best_auc = float(state.get("best_auc", -math.inf))
+        best_epoch = state.get("best_epoch")
         if rank == 0:
             print(f"resuming after epoch {state['epoch']} from {cfg.run_dir}/last.pt", flush=True)
     model.to(device)
@@ -229,7 +260,10 @@ def train_loop(loop_config: dict) -> None:
             if state is not None and state.get("phase") == phase and epoch == start_epoch:
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
+                steps_done = (epoch - phase_start(cfg, phase)) * steps_per_epoch
+                resume_schedule(optimizer, scheduler, lr, steps_done)
         set_phase(model, phase)
+        reshuffle(train_loader, epoch)
         train_loss = train_one_epoch(ddp, criterion, optimizer, scheduler, train_loader, device)
         metrics = {"epoch": epoch, "phase": phase}
         if rank == 0:
@@ -248,7 +282,8 @@ def train_loop(loop_config: dict) -> None:
             )
             history.append(metrics)
             improved = not math.isnan(s["auc"]) and s["auc"] > best_auc
-            best_auc = s["auc"] if improved else best_auc
+            if improved:
+                best_auc, best_epoch = s["auc"], epoch
             common = {
                 "preprocess": preprocess,
                 "arch": cfg.arch,
@@ -258,8 +293,9 @@ def train_loop(loop_config: dict) -> None:
                 "metrics": metrics,
                 "config": cfg.to_dict(),
             }
-            if improved:  # best.pt first: last.pt then never points past a missing best
-                save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), model, **common)
+            # last.pt first: a kill before best.pt is written leaves last.pt saying that this
+            # epoch is the best, and repair_run_dir writes best.pt from it. (best.pt first
+            # could leave a best.pt of an epoch that the resumed run trains again differently.)
             save_checkpoint(
                 os.path.join(cfg.run_dir, "last.pt"),
                 model,
@@ -269,7 +305,10 @@ def train_loop(loop_config: dict) -> None:
                 scaler={},  # bf16 autocast needs no loss scaling
                 history=history,
                 best_auc=best_auc,
+                best_epoch=best_epoch,
             )
+            if improved:
+                save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), model, **common)
             write_metrics(cfg.run_dir, history)
             print(
                 f"epoch {epoch} ({phase}): train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
@@ -283,20 +322,28 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
     """Train (or resume) and return the best epoch's metrics."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     # Workers do not run in this process's folder: every path they get is absolute.
+    pretrained = cfg.pretrained
+    if pretrained not in (None, "", "none", "imagenet"):
+        pretrained = os.path.abspath(os.path.expanduser(pretrained))
     cfg = dataclasses.replace(
         cfg,
         data_dir=os.path.abspath(cfg.data_dir),
         run_dir=os.path.abspath(cfg.run_dir),
         val_dir=os.path.abspath(cfg.val_dir) if cfg.val_dir else None,
+        pretrained=pretrained,
     )
-    split_dirs(cfg)  # fail early, on the driver, with a clear message
+    # Fail early, on the driver, with a clear message: not in every worker after Ray's retries.
+    for folder in split_dirs(cfg):
+        list_images(folder)  # both classes present in train and in val
     os.makedirs(cfg.run_dir, exist_ok=True)
     state = load_resume_state(cfg)
-    if state is not None and int(state["epoch"]) + 1 >= cfg.epochs:
-        log(f"{cfg.run_dir} already finished {cfg.epochs} epochs; nothing to do")
-        return best_metrics(cfg.run_dir)
-    if cfg.pretrained == "imagenet":
-        build_model(cfg.arch, "imagenet")  # offline: fail here, with where to put the file
+    if state is not None:
+        repair_run_dir(cfg.run_dir, state)
+        if int(state["epoch"]) + 1 >= cfg.epochs:
+            log(f"{cfg.run_dir} already finished {cfg.epochs} epochs; nothing to do")
+            return best_metrics(cfg.run_dir)
+    elif pretrained not in (None, "", "none"):
+        build_model(cfg.arch, pretrained)  # a missing file, or offline "imagenet": fail here
     init_ray()
     use_gpu = ray.cluster_resources().get("GPU", 0) >= cfg.gpus_per_worker * cfg.workers > 0
     resources = {"CPU": cfg.cpus_per_worker}

@@ -192,6 +192,21 @@ def make_scheduler(optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def resume_schedule(optimizer, scheduler, lr: float, steps_done: int) -> None:
+    """Call after loading a killed run's optimizer and scheduler state: the schedule goes to
+    where this run's own settings put it after `steps_done` batches of the phase, at this run's
+    base rate. The killed run may have had another batch size or worker count (so another
+    number of steps an epoch: its step count would put the cosine too far or not far enough)
+    or another --lr. AdamW's moments and step counts stay as restored."""
+    lrs = [lr * fn(steps_done) for fn in scheduler.lr_lambdas]
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    scheduler.last_epoch = steps_done
+    scheduler._last_lr = lrs
+    for group, value in zip(optimizer.param_groups, lrs, strict=True):
+        group["initial_lr"] = lr
+        group["lr"] = value
+
+
 def fast_path(device: torch.device) -> bool:
     """bf16 autocast and channels_last: on CUDA, and on CPUs with native bf16 (AVX512-BF16,
     AMX), where they train about twice as fast as fp32; elsewhere fp32."""

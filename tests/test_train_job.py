@@ -203,6 +203,59 @@ def test_extract_faces_from_a_labels_csv(ray_session, tmp_path):
     assert len(list((out / "fake").glob("*.png"))) == 2
 
 
+def test_a_kill_before_best_pt_or_the_metrics_are_written_is_repaired(tmp_path):
+    from jobs.train import repair_run_dir
+    from pipeline.config import Preprocess
+    from pipeline.model import build_model, save_checkpoint
+
+    model = build_model()
+    history = [
+        {"epoch": e, "phase": "full", "train_loss": 0.6, "val_loss": 0.6, "val_accuracy": 0.6,
+         "val_auc": 0.6 + e / 10, "val_eer": 0.4}
+        for e in range(2)
+    ]  # fmt: skip
+    common = {"preprocess": Preprocess(input_size=48), "threshold": 0.42, "phase": "full"}
+    save_checkpoint(tmp_path / "best.pt", model, **common, epoch=0, metrics=history[0])
+    # Killed after last.pt of epoch 1, the new best, before best.pt and metrics.csv.
+    save_checkpoint(tmp_path / "last.pt", model, **common, epoch=1, metrics=history[1],
+                    history=history, best_auc=0.7, best_epoch=1)  # fmt: skip
+    repair_run_dir(str(tmp_path), load_checkpoint(tmp_path / "last.pt"))
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] == 1 and best["threshold"] == 0.42 and best["metrics"]["val_auc"] == 0.7
+    assert list(pd.read_csv(tmp_path / "metrics.csv").epoch) == [0, 1]
+    before = (tmp_path / "best.pt").stat().st_mtime_ns
+    repair_run_dir(str(tmp_path), load_checkpoint(tmp_path / "last.pt"))
+    assert (tmp_path / "best.pt").stat().st_mtime_ns == before  # nothing to repair: untouched
+
+
+def test_train_with_one_class_missing_from_val_exits_2_before_starting_ray(tmp_path):
+    write_face_images(tmp_path / "d" / "train", n_real=2, n_fake=2)
+    write_face_images(tmp_path / "d" / "val", n_real=2, n_fake=0)
+    (tmp_path / "d" / "val" / "fake").mkdir(exist_ok=True)
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "found 2 real and 0 fake" in result.output
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
+                                      "--pretrained", str(tmp_path / "none.pt")])  # fmt: skip
+    assert result.exit_code == 2
+
+
+def test_two_workers_train_from_a_pretrained_file_given_by_a_relative_path(
+    ray_session, data_dir, tmp_path, monkeypatch
+):
+    from pipeline.config import Preprocess
+    from pipeline.model import build_model, save_checkpoint
+
+    save_checkpoint(tmp_path / "init.pt", build_model(), preprocess=Preprocess(input_size=48))
+    monkeypatch.chdir(tmp_path)  # the workers run elsewhere: the job must make it absolute
+    args = ["train", str(data_dir), "--out", "run", "--epochs-frozen", "0", "--epochs-full",
+            "1", "--workers", "2", "--cpus", "1", "--pretrained", "init.pt", *TINY]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["config"]["workers"] == 2
+    assert last["config"]["pretrained"] == str(tmp_path / "init.pt")
+
+
 def test_train_without_validation_data_exits_2(tmp_path):
     write_face_images(tmp_path / "only", n_real=2, n_fake=2)
     result = CliRunner().invoke(

@@ -16,6 +16,7 @@ from pipeline.training import (
     list_images,
     make_optimizer,
     make_scheduler,
+    resume_schedule,
     set_phase,
     train_one_epoch,
 )
@@ -130,6 +131,53 @@ def test_schedule_warms_up_then_decays():
         sched.step()
     assert lrs[0] < lrs[4] <= 1.0 and lrs[-1] < 0.1
     assert max(lrs) == pytest.approx(1.0, abs=0.02)
+
+
+def _schedule(steps_per_epoch, lr=1.0, epochs=4):
+    weight = torch.zeros(1, requires_grad=True)
+    weight.grad = torch.ones(1)
+    opt = torch.optim.AdamW([weight], lr=lr)
+    return opt, make_scheduler(opt, steps_per_epoch, epochs, warmup_epochs=0.5)
+
+
+def _run(opt, sched, steps):
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+
+
+def test_resumed_schedule_follows_this_runs_steps_per_epoch_and_learning_rate():
+    killed_opt, killed = _schedule(steps_per_epoch=10)
+    _run(killed_opt, killed, 20)  # killed after 2 of 4 epochs
+    saved = (killed_opt.state_dict(), killed.state_dict())
+    uninterrupted_opt, uninterrupted = _schedule(steps_per_epoch=5, lr=0.5)
+    _run(uninterrupted_opt, uninterrupted, 2 * 5)  # where this run's settings are after 2 epochs
+
+    # Rerun with twice the batch size (5 steps an epoch) and another --lr.
+    opt, sched = _schedule(steps_per_epoch=5, lr=0.5)
+    opt.load_state_dict(saved[0])
+    sched.load_state_dict(saved[1])
+    resume_schedule(opt, sched, lr=0.5, steps_done=2 * 5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(uninterrupted_opt.param_groups[0]["lr"])
+    assert int(opt.state_dict()["state"][0]["step"]) == 20  # AdamW's own state is kept
+    _run(opt, sched, 10)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * 0.01)  # ends where it should
+
+
+def test_several_workers_reshuffle_their_shards_every_epoch():
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from jobs.train import reshuffle
+
+    data = list(range(100))
+    loader = DataLoader(data, sampler=DistributedSampler(data, num_replicas=2, rank=0))
+    orders = []
+    for epoch in range(2):
+        reshuffle(loader, epoch)
+        orders.append(list(loader.sampler))
+    assert orders[0] != orders[1]
+    reshuffle(DataLoader(data, shuffle=True), 1)  # one worker: nothing to do, no error
 
 
 def test_metrics():
