@@ -186,6 +186,19 @@ def scan(
     show_default=True,
     help="Put this fraction of the videos (whole videos) into val/, the rest in train/.",
 )
+@click.option(
+    "--replace",
+    "mode",
+    flag_value="replace",
+    help="--out already holds a face set: remove its crops first.",
+)
+@click.option(
+    "--add",
+    "mode",
+    flag_value="add",
+    help="--out already holds a face set: add these videos to it (same settings; a video "
+    "extracted again replaces its crops).",
+)
 @click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
 def extract_faces(
     video_dir,
@@ -199,6 +212,7 @@ def extract_faces(
     detector_model,
     reuse_boxes,
     val_fraction,
+    mode,
     address,
 ):
     """Crop faces from labelled videos for training, with exactly the scan's code.
@@ -227,6 +241,7 @@ def extract_faces(
             frames=frames,
             max_faces=max_faces,
             val_fraction=val_fraction,
+            mode=mode or "new",
             address=address,
         )
     except (FileNotFoundError, PermissionError, ValueError, KeyError) as exc:

@@ -3,6 +3,7 @@ scan's own extraction stage (jobs.scan.extract_row)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from jobs.scan import extracted, init_ray, rows_of
 from pipeline.config import Preprocess
 from pipeline.discover import describe_files
 from pipeline.faces import make_detector
-from pipeline.faceset import FaceSetWriter, labelled_videos
+from pipeline.faceset import LABELS, FaceSetWriter, labelled_videos
 
 
 def run_extract(
@@ -23,15 +24,19 @@ def run_extract(
     frames: int = 32,
     max_faces: int = 1,
     val_fraction: float = 0.0,
+    mode: str = "new",
     address: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
+    """Extract faces of labelled videos into a face set folder; `mode`: see FaceSetWriter."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     make_detector(preprocess)  # an unusable detector fails here, before any work
     videos = labelled_videos(video_dir, labels_csv)
     label_of = dict(videos)
+    # Splits are keyed by the path inside the clips folder (or relative to the labels CSV).
+    base = os.path.dirname(os.path.abspath(labels_csv)) if labels_csv else video_dir
     refs = [r.to_row() for r in describe_files([p for p, _ in videos])]
-    writer = FaceSetWriter(out_dir, preprocess, val_fraction)
+    writer = FaceSetWriter(out_dir, preprocess, val_fraction, mode)
     counts: Counter = Counter()
     init_ray(address)
     ds = extracted(refs, preprocess.to_dict(), frames, max_faces)
@@ -42,10 +47,20 @@ def run_extract(
             if row["status"] == "error":
                 log(f"skipped {row['path']}: {row['error']}")
                 continue
-            counts[f"faces_{label_of[str(row['path'])]}"] += writer.add(
-                row, label_of[str(row["path"])]
+            path = str(row["path"])
+            counts[f"faces_{label_of[path]}"] += writer.add(
+                row, label_of[path], os.path.relpath(path, base)
             )
     manifest = writer.close()
+    made = Counter((r["split"] or "all", r["label"]) for r in writer.rows)
+    by_split = {
+        split: {label: made[(split, label)] for label in LABELS}
+        for split in (("train", "val") if val_fraction > 0 else ("all",))
+    }
+    for split, faces in by_split.items():
+        for label, n in faces.items():
+            if not n:  # training refuses a split without both classes: say so now
+                log(f"warning: no {label} faces in {split}: add videos or change --val-fraction")
     return {
         "videos": counts["videos"],
         "ok": counts["ok"],
@@ -53,5 +68,6 @@ def run_extract(
         "error": counts["error"],
         "faces_real": counts["faces_real"],
         "faces_fake": counts["faces_fake"],
+        "faces_by_split": by_split,  # this run's faces; the manifest also holds --add's earlier
         "manifest": manifest,
     }

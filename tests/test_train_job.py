@@ -188,6 +188,43 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     assert json.loads((out / "preprocess.json").read_text())["input_size"] == 40
     crop = np.fromfile(out / manifest.image.iloc[0], np.uint8)
     assert crop[:4].tobytes() == b"\x89PNG"
+    faces = summary["faces_by_split"]
+    assert sum(n for split in faces.values() for n in split.values()) == len(manifest)
+
+    # Again into the same folder: refused, since stale crops would stay behind to be trained on.
+    args = ["--out", str(out), "--frames", "3", "--image-size", "40", "--val-fraction", "0.5"]
+    again = CliRunner().invoke(cli, ["extract-faces", str(videos), *args])
+    assert again.exit_code == 2 and "already holds a face set" in again.output
+    # The clips folder moved, one clip relabelled: --replace leaves no stale crop, and every
+    # video keeps its split (keyed by its path inside the clips folder, not the absolute one).
+    moved = tmp_path / "moved"
+    os.rename(videos, moved)
+    os.rename(moved / "fake" / "fake0.mp4", moved / "real" / "fake0.mp4")
+    result = CliRunner().invoke(cli, ["extract-faces", str(moved), *args, "--replace"])
+    assert result.exit_code == 0, result.output
+    replaced = pd.read_parquet(out / "manifest.parquet")
+    on_disk = {str(p.relative_to(out)) for p in out.glob("*/*/*.png")}
+    assert on_disk == set(replaced.image)
+    assert set(replaced[replaced.label == "fake"].video.map(os.path.basename)) == {
+        "fake1.mp4",
+        "fake2.mp4",
+    }
+    before, after = (dict(zip(m.video.map(os.path.basename), m.split, strict=True))
+                     for m in (manifest, replaced))  # fmt: skip
+    del before["fake0.mp4"], after["fake0.mp4"]  # moved to real/: another path in the folder
+    assert before == after
+    # --add: one more clip joins the set; the others, extracted again, replace their own crops.
+    write_video(moved / "real" / "new.mp4", frames=8)
+    result = CliRunner().invoke(cli, ["extract-faces", str(moved), *args, "--add"])
+    assert result.exit_code == 0, result.output
+    added = pd.read_parquet(out / "manifest.parquet")
+    assert {str(p.relative_to(out)) for p in out.glob("*/*/*.png")} == set(added.image)
+    assert set(added.video.map(os.path.basename)) == set(replaced.video.map(os.path.basename)) | {
+        "new.mp4"
+    }
+    other = [a if a != "40" else "48" for a in args]
+    result = CliRunner().invoke(cli, ["extract-faces", str(moved), *other, "--add"])
+    assert result.exit_code == 2 and "other settings" in result.output
 
 
 def test_extract_faces_from_a_labels_csv(ray_session, tmp_path):
