@@ -88,8 +88,25 @@ def preprocess_for(cfg: TrainConfig) -> Preprocess:
         if os.path.isfile(path):
             with open(path) as f:
                 extracted = Preprocess.from_dict(json.load(f))
-            return Preprocess.from_dict({**extracted.to_dict(), "input_size": cfg.image_size})
+            settings = {**extracted.to_dict(), "input_size": cfg.image_size}
+            if not cfg.resize and cfg.image_size != extracted.input_size:
+                settings["margin"] = native_margin(cfg.image_size, extracted)
+            return Preprocess.from_dict(settings)
     return Preprocess(input_size=cfg.image_size)
+
+
+def native_margin(image_size: int, extracted: Preprocess) -> float:
+    """With --no-resize the network sees the central `image_size` pixels of the extracted
+    crops, at their scale: the margin with which the scan cuts that same region of a face
+    (and, resizing it to `image_size`, reaches that same scale)."""
+    if image_size > extracted.input_size:
+        raise ValueError(
+            f"--no-resize trains on the faces' own {extracted.input_size} px crops: "
+            f"--image-size {image_size} would pad them with black the scan never shows; "
+            f"use at most {extracted.input_size}, or extract-faces --image-size {image_size}"
+        )
+    side = (1.0 + 2.0 * extracted.margin) * image_size / extracted.input_size
+    return (side - 1.0) / 2.0
 
 
 def phase_of(cfg: TrainConfig, epoch: int) -> str:
@@ -335,6 +352,7 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
     # Fail early, on the driver, with a clear message: not in every worker after Ray's retries.
     for folder in split_dirs(cfg):
         list_images(folder)  # both classes present in train and in val
+    preprocess = preprocess_for(cfg)  # also an --image-size that --no-resize cannot give
     os.makedirs(cfg.run_dir, exist_ok=True)
     state = load_resume_state(cfg)
     if state is not None:
@@ -353,7 +371,7 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
         log("no GPU found: training on CPU, which is slow")
     trainer = ray.train.torch.TorchTrainer(
         train_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "preprocess": preprocess_for(cfg).to_dict()},
+        train_loop_config={"cfg": cfg.to_dict(), "preprocess": preprocess.to_dict()},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=resources
         ),

@@ -190,3 +190,26 @@ def test_metrics():
     s = summary(y, [0.1, 0.6, 0.4, 0.9], threshold=0.5)
     assert s["n"] == 4 and s["accuracy"] == 0.5
     assert s["confusion"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
+
+
+def test_native_resolution_training_gets_a_scan_crop_of_the_same_region_and_scale(tmp_path):
+    import json
+
+    from jobs.train import preprocess_for
+    from pipeline.faces import Box, crop_face
+
+    (tmp_path / "preprocess.json").write_text(json.dumps({"input_size": 64, "margin": 0.2}))
+    native = TrainConfig(data_dir=str(tmp_path), run_dir="r", image_size=48, resize=False)
+    margin = preprocess_for(native).margin
+    frame, box = face_frame(), Box(120, 40, 80, 90)
+    extracted = crop_face(frame, box, 0.0, 64, 0.2)
+    trained_on = extracted[8:56, 8:56]  # what --no-resize's centre crop shows the network
+    scanned = crop_face(frame, box, 0.0, 48, margin)
+    assert np.abs(scanned.astype(int) - trained_on.astype(int)).max() <= 1
+
+    resized = TrainConfig(data_dir=str(tmp_path), run_dir="r", image_size=48)
+    assert preprocess_for(resized).margin == 0.2  # resizing training sees the whole crop
+    with pytest.raises(ValueError, match="at most 64"):
+        preprocess_for(
+            TrainConfig(data_dir=str(tmp_path), run_dir="r", image_size=80, resize=False)
+        )
