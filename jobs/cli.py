@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import click
@@ -382,7 +383,7 @@ def train(
     "--threshold",
     type=float,
     default=None,
-    help="Fake at or above this. [default: the checkpoint's, or 0.5 for a report]",
+    help="Fake at or above this. [default: the checkpoint's; for a report, the scan's own]",
 )
 def evaluate(data_dir, checkpoint, report_dir, labels_csv, threshold):
     """Print accuracy, AUC, EER, threshold and the confusion matrix as JSON.
@@ -400,13 +401,15 @@ def evaluate(data_dir, checkpoint, report_dir, labels_csv, threshold):
                 raise click.UsageError("--report needs --labels")
             if threshold is None and checkpoint:
                 threshold = float(load_checkpoint(checkpoint)["threshold"])
-            result = evaluation.evaluate_report(report_dir, labels_csv, threshold or 0.5)
+            result = evaluation.evaluate_report(report_dir, labels_csv, threshold)
         else:
             if not (checkpoint and data_dir):
                 raise click.UsageError("give --checkpoint and DATA_DIR, or --report and --labels")
             result = evaluation.evaluate_images(checkpoint, data_dir, threshold=threshold)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from exc
+    # Undefined figures (one class only, nothing scored) are null: NaN is not JSON.
+    result = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
     click.echo(json.dumps(result, indent=2))
 
 

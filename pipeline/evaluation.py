@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from torch.utils.data import DataLoader
@@ -28,15 +29,36 @@ def evaluate_images(
     return {**summary(labels, scores, threshold), "model_id": ckpt["model_id"]}
 
 
-def evaluate_report(report_dir: str, labels_csv: str, threshold: float = 0.5) -> dict:
-    """Video-level figures of a scan report. Videos the scan could not score (no face, error)
-    are counted, not guessed: they are left out of the metrics."""
+def evaluate_report(report_dir: str, labels_csv: str, threshold: float | None = None) -> dict:
+    """Video-level figures of a scan report. Videos the scan could not score (no face, error,
+    missing) are counted, not guessed: they are left out of the metrics. Without `threshold`,
+    the one the scan labelled the videos with (from their `settings`)."""
     truth = {os.path.abspath(p): label for p, label in labelled_videos("", labels_csv)}
     videos = load_videos(report_dir)
     videos = videos[videos.path.isin(truth)]
     scored = videos[videos.status == "ok"]
+    if threshold is None:
+        threshold = scan_threshold(scored.settings)
     labels = [1 if truth[p] == "fake" else 0 for p in scored.path]
-    out = summary(labels, scored.fake_score.to_numpy(dtype=float), threshold)
+    if len(scored):
+        out = summary(labels, scored.fake_score.to_numpy(dtype=float), threshold)
+    else:  # nothing to measure: say how many there were and why, not a library's error
+        out = {"n": 0, "accuracy": math.nan, "auc": math.nan, "eer": math.nan}
+        out["threshold"] = threshold
     out["unscored"] = int(len(videos) - len(scored))
     out["missing_from_report"] = int(len(truth) - len(videos))
     return out
+
+
+def scan_threshold(settings) -> float:
+    """The threshold in the scan settings of these rows; 0.5 for rows written before the
+    settings were recorded. Rows scanned with different thresholds need an explicit one."""
+    found = set()
+    for text in settings.dropna():
+        for part in text.split():
+            if part.startswith("threshold="):
+                found.add(float(part.split("=", 1)[1]))
+    if len(found) > 1:
+        shown = ", ".join(f"{t:g}" for t in sorted(found))
+        raise ValueError(f"the report's videos were labelled with thresholds {shown}: give one")
+    return found.pop() if found else 0.5

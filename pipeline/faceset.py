@@ -60,8 +60,15 @@ def labelled_videos(
         return out
     base = os.path.dirname(os.path.abspath(labels_csv))
     out = []
-    with open(labels_csv, newline="") as f:
-        for n, row in enumerate(csv.DictReader(f), start=2):
+    # utf-8-sig: spreadsheet programs start their CSVs with a byte-order mark.
+    with open(labels_csv, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not {"path", "label"} <= set(reader.fieldnames or ()):
+            raise ValueError(
+                f"{labels_csv}: needs a header row with columns path,label; "
+                f"found {', '.join(reader.fieldnames or ()) or 'none'}"
+            )
+        for n, row in enumerate(reader, start=2):
             label = {"0": "real", "1": "fake"}.get(row.get("label", "").strip(), row["label"])
             label = label.strip().lower()
             if label not in LABELS:

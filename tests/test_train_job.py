@@ -129,26 +129,40 @@ def test_evaluate_an_image_folder(trained, data_dir):
 
 
 def test_evaluate_a_scan_report_against_video_labels(tmp_path):
-    writer = ReportWriter(str(tmp_path / "report"), "run1")
+    report = str(tmp_path / "report")
+    writer = ReportWriter(report, "run1", settings="frames=2 aggregate=mean threshold=0.35")
     truth = {"a.mp4": ("fake", 0.9), "b.mp4": ("real", 0.2), "c.mp4": ("fake", 0.4)}
     for name, (_, score) in truth.items():
         writer.add(_scored_row(str(tmp_path / name), score))
     writer.add(_scored_row(str(tmp_path / "broken.mp4"), float("nan"), status="error"))
     writer.close()
     labels = tmp_path / "labels.csv"
-    labels.write_text(
-        "path,label\n"
-        + "".join(f"{n},{label}\n" for n, (label, _) in truth.items())
-        + "broken.mp4,1\nmissing.mp4,0\n"
-    )
-    result = CliRunner().invoke(
-        cli, ["evaluate", "--report", str(tmp_path / "report"), "--labels", str(labels)]
-    )
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    rows = "".join(f"{n},{label}\n" for n, (label, _) in truth.items())
+    # as a spreadsheet saves it: with a byte-order mark
+    labels.write_text("\ufeffpath,label\n" + rows + "broken.mp4,1\nmissing.mp4,0\n")
+
+    def evaluate(*extra, labels=labels):
+        result = CliRunner().invoke(cli, ["evaluate", "--report", report, "--labels", str(labels),
+                                          *extra])  # fmt: skip
+        return result.exit_code, json.loads(result.output) if result.exit_code == 0 else result
+
+    code, out = evaluate("--threshold", "0.5")
+    assert code == 0
     assert out["n"] == 3 and out["accuracy"] == pytest.approx(2 / 3) and out["auc"] == 1.0
     assert out["unscored"] == 1 and out["missing_from_report"] == 1
     assert out["confusion"] == {"tn": 1, "fp": 0, "fn": 1, "tp": 1}
+    # By default the threshold the scan labelled the videos with: c.mp4 (0.4) is fake there.
+    assert evaluate()[1]["threshold"] == 0.35 and evaluate()[1]["accuracy"] == 1.0
+    assert evaluate("--threshold", "0")[1]["confusion"]["tp"] == 2  # 0 is a threshold too
+
+    nothing = tmp_path / "elsewhere.csv"  # paths that match no video: counted, not a crash
+    nothing.write_text("path,label\nx/a.mp4,fake\n")
+    code, out = evaluate(labels=nothing)
+    assert code == 0 and out["n"] == 0 and out["accuracy"] is None
+    assert out["missing_from_report"] == 1
+    nothing.write_text("video,label\na.mp4,fake\n")
+    code, result = evaluate(labels=nothing)
+    assert code == 2 and "columns path,label" in result.output
 
 
 def _scored_row(path, score, status="ok"):
