@@ -429,7 +429,13 @@ def evaluate(data_dir, checkpoint, report_dir, labels_csv, threshold):
     type=click.Path(dir_okay=False),
     help="Also write one self-contained HTML report to this file.",
 )
-@click.option("--top", default=10, show_default=True, help="How many suspicious videos to show.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many suspicious videos to show.",
+)
 def report(report_dir, fmt, html_path, top):
     """Summarise a scan report: counts, the most suspicious videos, an HTML page.
 
@@ -444,15 +450,20 @@ def report(report_dir, fmt, html_path, top):
     from pipeline import summary
     from pipeline.reports import load_videos
 
-    if "://" not in report_dir and not os.path.isdir(os.path.join(report_dir, "videos")):
+    local = os.path.expanduser(report_dir) if "://" not in report_dir else None
+    if local and not any(os.path.isdir(os.path.join(local, d)) for d in ("videos", "runs")):
         raise InputError(f"no scan report in {report_dir} (expected {report_dir}/videos/)")
-    if fmt == "csv":
-        load_videos(report_dir).to_csv(sys.stdout, index=False)
-    else:
-        s = summary.summarize(report_dir, top)
-        click.echo(
-            json.dumps(s, indent=2, default=str) if fmt == "json" else summary.text_summary(s)
-        )
+    if html_path and not os.path.isdir(os.path.dirname(os.path.abspath(html_path))):
+        raise InputError(f"cannot write {html_path}: its folder does not exist")
+    try:
+        if fmt == "csv":
+            load_videos(report_dir).to_csv(sys.stdout, index=False)
+        else:
+            s = summary.summarize(report_dir, top)
+            text = summary.text_summary(s)
+            click.echo(json.dumps(s, indent=2, default=str) if fmt == "json" else text)
+    except FileNotFoundError as exc:  # a report URI with nothing behind it
+        raise InputError(str(exc)) from exc
     if html_path:
         summary.write_html(report_dir, html_path, top)
         click.echo(f"HTML report: {html_path}", err=True)
@@ -470,7 +481,14 @@ def report(report_dir, fmt, html_path, top):
 @click.option("--reports", "reports_dir", help="A scan report folder to show at /reports.")
 @click.option("--max-upload-mb", default=200.0, show_default=True)
 @click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
-def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames):
+@click.option(
+    "--max-faces",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Faces scored per frame, largest first.",
+)
+def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces):
     """A web page to check one image or video: faces, scores, heatmaps, verdict.
 
     \b
@@ -480,8 +498,18 @@ def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames):
     """  # fmt: skip
     from pipeline.web import create_app
 
+    # On a loopback address only this machine's own names are answered: a web page that
+    # points its own host name at 127.0.0.1 (DNS rebinding) gets nothing.
+    loopback = host in ("127.0.0.1", "localhost", "::1")
     try:
-        app = create_app(checkpoint, reports_dir, max_upload_mb=max_upload_mb, frames=frames)
+        app = create_app(
+            checkpoint,
+            reports_dir,
+            max_upload_mb=max_upload_mb,
+            frames=frames,
+            max_faces=max_faces,
+            trusted_hosts=["127.0.0.1", "localhost", "[::1]"] if loopback else None,
+        )
     except CheckpointError as exc:
         raise InputError(str(exc)) from exc
     click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)", err=True)

@@ -231,7 +231,12 @@ def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces:
     small = (
         frame
         if scale == 1.0
-        else cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        else cv2.resize(
+            # at least a pixel: a 5000 x 3 strip would round to no height at all
+            frame,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     )
     boxes = sorted(detector.detect(small), key=lambda b: b.area, reverse=True)[:max_faces]
     faces = []

@@ -24,7 +24,8 @@ def summarize(report_dir: str, top: int = 10) -> dict:
     scored = videos[videos.status == "ok"]
     return {
         "report_dir": report_dir,
-        "videos": int(len(videos)),
+        "videos": int((videos.status != "missing").sum()),  # in the folder at the last scan
+        "missing": int((videos.status == "missing").sum()),
         "by_status": {k: int(v) for k, v in videos.status.value_counts().items()},
         "by_label": {k: int(v) for k, v in scored.label.value_counts().items()},
         "last_run": _clean(runs.iloc[-1].to_dict()) if len(runs) else None,
@@ -45,21 +46,34 @@ def _count(v) -> int:
     return 0 if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
 
 
+# Counts in run records; a run recorded without one (older, or still running) makes pandas hold
+# the column as floats, which would print as 4.0.
+RUN_COUNTS = ("found", "scanned", "skipped", "missing", "videos", "ok", "no_face", "error",
+              "fake", "real", "nodes")  # fmt: skip
+
+
 def _clean(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+    out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+    return {k: int(v) if k in RUN_COUNTS and v is not None else v for k, v in out.items()}
 
 
 def text_summary(s: dict) -> str:
     lines = [f"{s['videos']} videos in {s['report_dir']}"]
+    if s["missing"]:
+        lines[0] += f" ({s['missing']} more no longer found)"
     lines.append("  status: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items())))
     lines.append("  label:  " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_label"].items())))
     if s["last_run"]:
         r = s["last_run"]
-        lines.append(
-            f"  last run {r['run_id']} ({r.get('status')}): scanned {r.get('scanned')}, "
-            f"skipped {r.get('skipped')}, no longer found {_count(r.get('missing'))}, "
-            f"finished {r.get('finished_at')}"
-        )
+        line = f"  last run {r['run_id']} ({r.get('status')})"
+        if r.get("finished_at"):
+            line += (
+                f": scanned {_count(r.get('scanned'))}, skipped {_count(r.get('skipped'))}, "
+                f"no longer found {_count(r.get('missing'))}, finished {r['finished_at']}"
+            )
+        else:  # running, interrupted or unreadable: no totals yet
+            line += f", started {r.get('started_at')}"
+        lines.append(line)
         if r.get("settings"):
             lines.append(f"  settings: {r['settings']}")
     if s["most_suspicious"]:

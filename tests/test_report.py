@@ -68,6 +68,36 @@ def test_report_of_a_folder_without_a_scan_exits_2(tmp_path):
     assert result.exit_code == 2 and "no scan report" in result.output
 
 
+def test_a_report_whose_scans_found_nothing_yet_or_still_run_is_summarised(tmp_path):
+    from pipeline.reports import write_run_record
+
+    first = {"run_id": "20261101T010000Z-aaaaaa", "status": "completed", "found": 0,
+             "scanned": 0, "skipped": 0, "started_at": "2026-11-01T01:00:00+00:00",
+             "finished_at": "2026-11-01T01:00:01+00:00"}  # fmt: skip
+    write_run_record(str(tmp_path), first)  # an empty folder: runs/, no videos/ yet
+    second = {"run_id": "20261102T010000Z-bbbbbb", "status": "running",
+              "started_at": "2026-11-02T01:00:00+00:00"}  # fmt: skip
+    write_run_record(str(tmp_path), second)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "0 videos" in result.output
+    assert "last run 20261102T010000Z-bbbbbb (running), started 2026-11-02" in result.output
+    out = json.loads(CliRunner().invoke(cli, ["report", str(tmp_path), "--format", "json"]).output)
+    assert out["last_run"]["run_id"] == second["run_id"] and out["last_run"]["found"] is None
+    write_run_record(str(tmp_path), {**second, "status": "completed", "found": 4, "scanned": 4})
+    out = json.loads(CliRunner().invoke(cli, ["report", str(tmp_path), "--format", "json"]).output)
+    assert out["last_run"]["found"] == 4 and isinstance(out["last_run"]["found"], int)
+
+
+def test_report_arguments_that_cannot_work_exit_2_before_printing(report, tmp_path):
+    result = CliRunner().invoke(cli, ["report", str(report), "--top", "-1"])
+    assert result.exit_code == 2
+    page = tmp_path / "no" / "such" / "folder" / "audit.html"
+    result = CliRunner().invoke(cli, ["report", str(report), "--html", str(page)])
+    assert result.exit_code == 2 and "folder does not exist" in result.output
+    assert "videos in" not in result.output
+
+
 def test_demo_steps_at_reduced_size(ray_session, tmp_path):
     import sys
 

@@ -99,6 +99,60 @@ def test_corrupt_video_is_422_without_a_stack_trace(client, tmp_path):
     assert "Traceback" not in r.get_data(as_text=True)
 
 
+def png_of_zeros(width: int, height: int, rows: int | None = None) -> bytes:
+    """A PNG of that size, all black: a few hundred bytes a thousand rows (`rows`: only the
+    first ones, as a truncated upload; whatever reads the header sees the full size)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter byte, then RGB
+    idat = b"".join(z.compress(row) for _ in range(height if rows is None else rows))
+    idat += z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    end = chunk(b"IEND", b"") if rows is None else b""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + end
+
+
+def test_an_image_too_large_to_decode_safely_is_refused_from_its_header(client):
+    bomb = png_of_zeros(10000, 6000)  # 180 MB decoded, from a file of a fraction of 1 MB
+    assert len(bomb) < 1024 * 1024
+    r = post(client, bomb, "bomb.png")
+    assert r.status_code == 422 and "10000 x 6000 pixels; at most 50 megapixels" in r.json["error"]
+    r = post(client, png_of_zeros(30000, 30000, rows=10), "bomb.png")
+    assert r.status_code == 422 and "far too large" in r.json["error"]
+
+
+def test_an_extreme_strip_of_an_image_is_no_face_not_a_crash(client):
+    strip = np.full((3, 5000, 3), 120, np.uint8)
+    r = post(client, cv2.imencode(".png", strip)[1].tobytes(), "strip.png")
+    assert r.status_code == 200 and r.json["verdict"] == "no_face"
+
+
+def test_a_phone_photo_in_heic_is_415_not_a_broken_video(client):
+    heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 100
+    r = post(client, heic, "IMG_0001.HEIC")
+    assert r.status_code == 415 and "unsupported file type" in r.json["error"]
+
+
+def test_other_web_sites_cannot_use_the_page_through_the_browser(checkpoint):
+    local = create_app(checkpoint, frames=4, trusted_hosts=["127.0.0.1", "localhost"])
+    c = local.test_client()
+    assert c.get("/", headers={"Host": "localhost:5000"}).status_code == 200
+    # DNS rebinding: a site's own name pointed at 127.0.0.1
+    assert c.get("/", headers={"Host": "attacker.example:5000"}).status_code == 400
+    r = c.post("/api/analyze", data={}, headers={"Origin": "http://attacker.example"},
+               content_type="multipart/form-data")  # fmt: skip
+    assert r.status_code == 403 and "other web sites" in r.json["error"]
+    r = c.post("/api/analyze", data={}, headers={"Origin": "http://localhost"},
+               content_type="multipart/form-data")  # fmt: skip
+    assert r.status_code == 400  # same origin: on to the missing file
+
+
 def test_a_path_in_the_file_name_never_reaches_the_filesystem(client, app, tmp_path):
     before = set(os.listdir(os.path.dirname(app.config["UPLOAD_DIR"])))
     r = post(client, jpeg(face_photo()), "../../x.mp4")

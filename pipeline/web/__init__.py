@@ -5,16 +5,21 @@
 
 Safe by default: uploads are capped, typed by their content (never their name), stored under
 random names in a private temporary folder and deleted after analysis; nothing from a request
-ever names a path; errors are JSON with a message and a 4xx status, never a stack trace.
+ever names a path; errors are JSON with a message and a 4xx status, never a stack trace. Other
+web sites cannot use it through the person's browser: a POST from another origin is refused,
+and with `trusted_hosts` (what `deepfake serve` sets on a loopback address) so is a request
+for any other host name (DNS rebinding).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import secrets
 import shutil
 import tempfile
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -33,14 +38,17 @@ def create_app(
     max_upload_mb: float = 200,
     frames: int = 32,
     max_faces: int = 2,
+    trusted_hosts: list[str] | None = None,
 ) -> Flask:
     ckpt = load_checkpoint(checkpoint)  # weights_only=True: no pickled code runs
     scorer = Scorer(model_from_checkpoint(ckpt), ckpt["preprocess"])
     analyzer = Analyzer(scorer, ckpt, frames=frames, max_faces=max_faces)
     upload_dir = tempfile.mkdtemp(prefix="deepfake-uploads-")  # mode 0700: ours alone
+    atexit.register(shutil.rmtree, upload_dir, ignore_errors=True)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    app.config["TRUSTED_HOSTS"] = trusted_hosts
     app.config["UPLOAD_DIR"] = upload_dir
     app.config["ANALYZER"] = analyzer
 
@@ -59,6 +67,13 @@ def create_app(
     def unexpected(exc):
         log.exception("analysis failed")  # the details stay in the server's log
         return error(500, "the file could not be analysed (internal error)")
+
+    @app.before_request
+    def same_origin_only():
+        # Browsers send Origin with every cross-site POST (a form or fetch on another site).
+        origin = request.headers.get("Origin")
+        if request.method == "POST" and origin and urlsplit(origin).netloc != request.host:
+            abort(403, "requests from other web sites are refused")
 
     @app.get("/")
     def index():

@@ -21,6 +21,13 @@ from pipeline.summary import score_over_time
 
 IMAGE_KINDS = ("jpeg", "png", "webp")
 VIDEO_KINDS = ("mp4", "mov", "avi", "webm")
+# ISO-BMFF brands of still images (HEIC, AVIF: phone photos), which share the MP4 container
+STILL_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
+# Larger images are refused before they are decoded: a small PNG can hold a 30000 x 30000
+# image, which decodes to gigabytes.
+MAX_IMAGE_PIXELS = 50_000_000
+# The page shows frames at most this wide: a full 8K frame as base64 JPEG is megabytes.
+SHOWN_WIDTH = 1600
 
 
 class AnalysisError(Exception):
@@ -38,6 +45,8 @@ def sniff(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"
     if head[4:8] == b"ftyp":
+        if head[8:12] in STILL_BRANDS:
+            return None
         return "mov" if head[8:10] == b"qt" else "mp4"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "webm"
@@ -88,7 +97,8 @@ class Analyzer:
         score = aggregate(scores) if len(scores) else math.nan
         result = {
             "verdict": label_for(score, self.threshold) or "no_face",
-            "fake_score": None if math.isnan(score) else round(float(score), 4),
+            # unrounded: a rounded score could read as on the other side of the threshold
+            "fake_score": None if math.isnan(score) else float(score),
             "threshold": self.threshold,
             "faces": [
                 {
@@ -109,6 +119,7 @@ class Analyzer:
         return result
 
     def _image(self, path: str):
+        _check_image_size(path)
         frame = cv2.imread(path, cv2.IMREAD_COLOR)
         if frame is None:
             raise AnalysisError("the image could not be decoded (corrupt or truncated?)")
@@ -132,7 +143,13 @@ class Analyzer:
     def _visuals(self, path, kind, crops, meta, scores, frame) -> dict:
         out: dict = {"faces": []}
         if len(crops):
-            heats = grad_cam(self.scorer.model, crops, self.preprocess, self.threshold)
+            # In chunks: a backward pass holds every activation of its crops (50 MB a face).
+            heats = np.concatenate(
+                [
+                    grad_cam(self.scorer.model, crops[i : i + 8], self.preprocess, self.threshold)
+                    for i in range(0, len(crops), 8)
+                ]
+            )
             for crop, heat in zip(crops, heats, strict=True):
                 out["faces"].append(
                     {"crop": data_uri(crop), "heatmap": data_uri(overlay(crop, heat))}
@@ -142,13 +159,37 @@ class Analyzer:
             if frame is not None:
                 chosen = meta[:, 0] == meta[worst, 0]
                 out["frame"] = data_uri(
-                    _draw_boxes(frame, meta[chosen], scores[chosen], self.threshold)
+                    _fit(_draw_boxes(frame, meta[chosen], scores[chosen], self.threshold))
                 )
             if kind in VIDEO_KINDS:
                 out["chart"] = _chart(meta, scores, self.threshold)
         elif frame is not None:
-            out["frame"] = data_uri(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            out["frame"] = data_uri(_fit(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
         return out
+
+
+def _check_image_size(path: str) -> None:
+    """Refuse an image too large to decode safely, reading its size from the header alone."""
+    from PIL import Image
+
+    limit = f"at most {MAX_IMAGE_PIXELS / 1e6:g} megapixels are analysed: send a smaller copy"
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Image.DecompressionBombError:  # Pillow's own, higher limit
+        raise AnalysisError(f"the image is far too large; {limit}") from None
+    except Exception:  # not readable by Pillow: OpenCV decides below, within its own limit
+        return
+    if w * h > MAX_IMAGE_PIXELS:
+        raise AnalysisError(f"the image is {w} x {h} pixels; {limit}")
+
+
+def _fit(rgb: np.ndarray, width: int = SHOWN_WIDTH) -> np.ndarray:
+    """A picture for the page, at most `width` pixels wide."""
+    h, w = rgb.shape[:2]
+    if w <= width:
+        return rgb
+    return cv2.resize(rgb, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
 
 
 def _read_frame(path: str, index: int):
