@@ -10,6 +10,7 @@ Run it locally with `deepfake scan`, or on a cluster with
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import sys
@@ -282,13 +283,23 @@ def pending(
     ]
 
 
+def file_id(path: str) -> str:
+    """name#content-hash: a detector model replaced in place is another setting, one moved to
+    another folder is not."""
+    h = hashlib.blake2b(digest_size=6)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{os.path.basename(path)}#{h.hexdigest()}"
+
+
 def scan_settings(cfg: ScanConfig, preprocess: Preprocess, threshold: float) -> str:
     """What a video's result depends on besides its file (fingerprint) and the checkpoint
     (model_id): recorded in every row, and a result made with other settings is not reused."""
     parts = [f"frames={cfg.frames}", f"max_faces={cfg.max_faces}"]
     parts.append(f"detector={preprocess.detector}")
     if preprocess.detector_model:
-        parts.append(f"detector_model={preprocess.detector_model}")
+        parts.append(f"detector_model={file_id(preprocess.detector_model)}")
     parts += [f"reuse_boxes={preprocess.reuse_boxes}", f"aggregate={cfg.aggregate}"]
     if cfg.aggregate == "topk":
         parts.append(f"top_k={cfg.top_k}")

@@ -207,3 +207,25 @@ def test_scoring_resources_follow_the_gpus():
     assert scorer_resources(cfg(gpus=0, scorer_actors=3)) == (3, 0.0, 1.0)
     with pytest.raises(ValueError, match="actors_per_gpu"):
         cfg(actors_per_gpu=0)
+
+
+def test_a_detector_model_is_part_of_the_settings_by_content_not_by_folder(tmp_path):
+    from jobs.scan import scan_settings
+    from pipeline.config import Preprocess, ScanConfig
+
+    cfg = ScanConfig(video_dir="v", report_dir="r", checkpoint="c.pt")
+    model = tmp_path / "a" / "yunet.onnx"
+    model.parent.mkdir()
+    model.write_bytes(b"weights v1")
+
+    def settings(path):
+        return scan_settings(cfg, Preprocess(detector="yunet", detector_model=str(path)), 0.5)
+
+    first = settings(model)
+    assert "detector=yunet detector_model=yunet.onnx#" in first
+    moved = tmp_path / "b" / "yunet.onnx"
+    moved.parent.mkdir()
+    os.rename(model, moved)
+    assert settings(moved) == first  # the same model elsewhere: results are reused
+    moved.write_bytes(b"weights v2")  # replaced in place: another detector, scored again
+    assert settings(moved) != first
