@@ -356,10 +356,13 @@ def vanished_videos(report_dir: str, video_dir: str, found: set[str]) -> list[di
 
 
 def _inside_any(path: str, root: str, folders: set[str]) -> bool:
+    """Whether a folder between `path` and `root` (both included) is in `folders`."""
     parent = os.path.dirname(path)
-    while len(parent) > len(root):
+    while len(parent) >= len(root):
         if parent in folders:
             return True
+        if parent == os.path.dirname(parent):  # "/"
+            break
         parent = os.path.dirname(parent)
     return False
 

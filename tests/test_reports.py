@@ -117,6 +117,12 @@ def test_videos_no_longer_found_are_marked_missing_and_nothing_else_is(tmp_path)
     history = load_videos(report, history=True)
     assert (history.path == str(videos / "deleted.mp4")).sum() == 2  # the old result is kept
     assert vanished_videos(report, str(videos), found) == []  # said once, not every night
+    # The folder itself cannot be listed now (an NFS mount refusing access): nothing is known.
+    lost = tmp_path / "other-report"
+    with ReportWriter(str(lost), "20260101T000000Z-cccccc") as w:
+        w.add(scored(str(videos / "gone" / "a.mp4"), 0.9))
+    assert vanished_videos(str(lost), str(videos), {str(videos)}) == []
+    assert len(vanished_videos(str(lost), str(videos), set())) == 1
 
 
 def test_empty_report_folder_gives_empty_frames_with_the_columns(tmp_path):

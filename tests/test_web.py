@@ -1,7 +1,9 @@
 """The upload page: Flask test-client tests of the API and its errors, and a real browser."""
 
 import os
+import struct
 import threading
+import zlib
 
 import cv2
 import numpy as np
@@ -102,8 +104,6 @@ def test_corrupt_video_is_422_without_a_stack_trace(client, tmp_path):
 def png_of_zeros(width: int, height: int, rows: int | None = None) -> bytes:
     """A PNG of that size, all black: a few hundred bytes a thousand rows (`rows`: only the
     first ones, as a truncated upload; whatever reads the header sees the full size)."""
-    import struct
-    import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
@@ -125,6 +125,13 @@ def test_an_image_too_large_to_decode_safely_is_refused_from_its_header(client):
     assert r.status_code == 422 and "10000 x 6000 pixels; at most 50 megapixels" in r.json["error"]
     r = post(client, png_of_zeros(30000, 30000, rows=10), "bomb.png")
     assert r.status_code == 422 and "far too large" in r.json["error"]
+    # A header Pillow cannot read (a colour profile inflating past its limit) but OpenCV
+    # would decode whatever its size: not decoded blind.
+    icc = b"iCCP" + b"icc\0\0" + zlib.compress(bytes(3_000_000), 9)
+    icc = struct.pack(">I", len(icc) - 4) + icc + struct.pack(">I", zlib.crc32(icc))
+    small = cv2.imencode(".png", np.zeros((100, 100, 3), np.uint8))[1].tobytes()
+    r = post(client, small[:33] + icc + small[33:], "profile.png")  # after the IHDR chunk
+    assert r.status_code == 422 and "could not be read" in r.json["error"]
 
 
 def test_an_extreme_strip_of_an_image_is_no_face_not_a_crash(client):

@@ -169,7 +169,8 @@ class Analyzer:
 
 
 def _check_image_size(path: str) -> None:
-    """Refuse an image too large to decode safely, reading its size from the header alone."""
+    """Refuse an image too large to decode safely, reading its size from the header alone
+    (Pillow reads JPEG, PNG and WebP headers; OpenCV has no way to)."""
     from PIL import Image
 
     limit = f"at most {MAX_IMAGE_PIXELS / 1e6:g} megapixels are analysed: send a smaller copy"
@@ -178,8 +179,8 @@ def _check_image_size(path: str) -> None:
             w, h = img.size
     except Image.DecompressionBombError:  # Pillow's own, higher limit
         raise AnalysisError(f"the image is far too large; {limit}") from None
-    except Exception:  # not readable by Pillow: OpenCV decides below, within its own limit
-        return
+    except Exception:  # whatever its size is, it is not known: never decode it blind
+        raise AnalysisError("the image could not be read (corrupt or truncated?)") from None
     if w * h > MAX_IMAGE_PIXELS:
         raise AnalysisError(f"the image is {w} x {h} pixels; {limit}")
 
