@@ -383,7 +383,7 @@ def train(
     "--threshold",
     type=float,
     default=None,
-    help="Fake at or above this. [default: the checkpoint's; for a report, the scan's own]",
+    help="Fake at or above this. [default: the checkpoint's; for a report, the scan's labels]",
 )
 def evaluate(data_dir, checkpoint, report_dir, labels_csv, threshold):
     """Print accuracy, AUC, EER, threshold and the confusion matrix as JSON.
@@ -500,7 +500,8 @@ def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces)
 
     # On a loopback address only this machine's own names are answered: a web page that
     # points its own host name at 127.0.0.1 (DNS rebinding) gets nothing.
-    loopback = host in ("127.0.0.1", "localhost", "::1")
+    # (On ::1 werkzeug cannot match a trusted IPv6 name: no host check there.)
+    loopback = host in ("127.0.0.1", "localhost")
     try:
         app = create_app(
             checkpoint,
@@ -508,7 +509,7 @@ def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces)
             max_upload_mb=max_upload_mb,
             frames=frames,
             max_faces=max_faces,
-            trusted_hosts=["127.0.0.1", "localhost", "[::1]"] if loopback else None,
+            trusted_hosts=["127.0.0.1", "localhost"] if loopback else None,
         )
     except CheckpointError as exc:
         raise InputError(str(exc)) from exc

@@ -3,16 +3,22 @@ scan's own extraction stage (jobs.scan.extract_row)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable
 
 from jobs.scan import extracted, init_ray, rows_of
 from pipeline.config import Preprocess
-from pipeline.discover import describe_files
+from pipeline.discover import content_id, describe_files
 from pipeline.faces import make_detector
 from pipeline.faceset import LABELS, FaceSetWriter, labelled_videos
+
+
+def _content_id(path: str) -> str | None:
+    try:
+        return content_id(path)
+    except OSError:  # unreadable now: its extraction fails and says why
+        return None
 
 
 def run_extract(
@@ -33,9 +39,8 @@ def run_extract(
     make_detector(preprocess)  # an unusable detector fails here, before any work
     videos = labelled_videos(video_dir, labels_csv)
     label_of = dict(videos)
-    # Splits are keyed by the path inside the clips folder (or relative to the labels CSV).
-    base = os.path.dirname(os.path.abspath(labels_csv)) if labels_csv else video_dir
     refs = [r.to_row() for r in describe_files([p for p, _ in videos])]
+    source_of = {r["path"]: _content_id(r["path"]) for r in refs if not r["error"]}
     writer = FaceSetWriter(out_dir, preprocess, val_fraction, mode)
     counts: Counter = Counter()
     init_ray(address)
@@ -49,10 +54,10 @@ def run_extract(
                 continue
             path = str(row["path"])
             counts[f"faces_{label_of[path]}"] += writer.add(
-                row, label_of[path], os.path.relpath(path, base)
+                row, label_of[path], source_of.get(path)
             )
     manifest = writer.close()
-    made = Counter((r["split"] or "all", r["label"]) for r in writer.rows)
+    made = Counter((r["split"] or "all", r["label"]) for r in writer.all_rows())
     by_split = {
         split: {label: made[(split, label)] for label in LABELS}
         for split in (("train", "val") if val_fraction > 0 else ("all",))
@@ -68,6 +73,6 @@ def run_extract(
         "error": counts["error"],
         "faces_real": counts["faces_real"],
         "faces_fake": counts["faces_fake"],
-        "faces_by_split": by_split,  # this run's faces; the manifest also holds --add's earlier
+        "faces_by_split": by_split,  # of the whole face set (with --add, earlier faces too)
         "manifest": manifest,
     }

@@ -244,6 +244,9 @@ def train_loop(loop_config: dict) -> None:
         val_loader = DataLoader(val_set, batch_size=cfg.batch_size * 2, num_workers=loader_workers)
 
     state = load_resume_state(cfg)
+    if state is not None and rank == 0:
+        # Also here: Ray restarts a failed worker group inside the same job, not via the driver.
+        repair_run_dir(cfg.run_dir, state)
     # A resumed run's weights come from last.pt: the --pretrained file is not needed again.
     model = build_model(cfg.arch, cfg.pretrained if state is None else None)
     start_epoch, history, best_auc, best_epoch = 0, [], -math.inf, None
@@ -278,7 +281,7 @@ def train_loop(loop_config: dict) -> None:
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
                 steps_done = (epoch - phase_start(cfg, phase)) * steps_per_epoch
-                resume_schedule(optimizer, scheduler, lr, steps_done)
+                resume_schedule(optimizer, scheduler, lr, steps_done, cfg.weight_decay)
         set_phase(model, phase)
         reshuffle(train_loader, epoch)
         train_loss = train_one_epoch(ddp, criterion, optimizer, scheduler, train_loader, device)

@@ -97,12 +97,27 @@ def fingerprint_file(path: str, size: int, mtime_ns: int) -> str:
     """Size, modification time and a sample of the content (head and tail), hashed."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{size}:{mtime_ns}:".encode())
+    _hash_sample(h, path, size)
+    return h.hexdigest()
+
+
+def content_id(path: str) -> str:
+    """Size and a sample of the content, hashed, without the modification time: the same file
+    found at another path (a moved or copied folder, a clip moved to another label) has the
+    same id."""
+    size = os.path.getsize(path)
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{size}:".encode())
+    _hash_sample(h, path, size)
+    return h.hexdigest()
+
+
+def _hash_sample(h, path: str, size: int) -> None:
     with open(path, "rb") as f:
         h.update(f.read(SAMPLE_BYTES))
         if size > 2 * SAMPLE_BYTES:
             f.seek(size - SAMPLE_BYTES)
             h.update(f.read(SAMPLE_BYTES))
-    return h.hexdigest()
 
 
 def describe_file(path: str) -> VideoRef:

@@ -32,16 +32,20 @@ def evaluate_images(
 def evaluate_report(report_dir: str, labels_csv: str, threshold: float | None = None) -> dict:
     """Video-level figures of a scan report. Videos the scan could not score (no face, error,
     missing) are counted, not guessed: they are left out of the metrics. Without `threshold`,
-    the one the scan labelled the videos with (from their `settings`)."""
+    the videos' own labels are the predictions (what the scan decided, at full precision,
+    whatever threshold each run used); `threshold` then says the scan's, when one is known."""
     truth = {os.path.abspath(p): label for p, label in labelled_videos("", labels_csv)}
     videos = load_videos(report_dir)
     videos = videos[videos.path.isin(truth)]
     scored = videos[videos.status == "ok"]
-    if threshold is None:
-        threshold = scan_threshold(scored.settings)
     labels = [1 if truth[p] == "fake" else 0 for p in scored.path]
+    predicted = None
+    if threshold is None:
+        predicted = (scored.label == "fake").to_numpy()
+        threshold = scan_threshold(scored.settings)
     if len(scored):
-        out = summary(labels, scored.fake_score.to_numpy(dtype=float), threshold)
+        scores = scored.fake_score.to_numpy(dtype=float)
+        out = summary(labels, scores, threshold, predicted)
     else:  # nothing to measure: say how many there were and why, not a library's error
         out = {"n": 0, "accuracy": math.nan, "auc": math.nan, "eer": math.nan}
         out["threshold"] = threshold
@@ -50,15 +54,12 @@ def evaluate_report(report_dir: str, labels_csv: str, threshold: float | None = 
     return out
 
 
-def scan_threshold(settings) -> float:
-    """The threshold in the scan settings of these rows; 0.5 for rows written before the
-    settings were recorded. Rows scanned with different thresholds need an explicit one."""
+def scan_threshold(settings) -> float | None:
+    """The one threshold in the scan settings of these rows; None when they name several or
+    none (rows written before the settings were recorded)."""
     found = set()
     for text in settings.dropna():
         for part in text.split():
             if part.startswith("threshold="):
                 found.add(float(part.split("=", 1)[1]))
-    if len(found) > 1:
-        shown = ", ".join(f"{t:g}" for t in sorted(found))
-        raise ValueError(f"the report's videos were labelled with thresholds {shown}: give one")
-    return found.pop() if found else 0.5
+    return found.pop() if len(found) == 1 else None

@@ -40,6 +40,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("y", pa.int32()),
         ("w", pa.int32()),
         ("h", pa.int32()),
+        ("source", pa.string()),  # the video's content id (pipeline.discover.content_id)
     ]
 )
 
@@ -69,19 +70,21 @@ def labelled_videos(
                 f"found {', '.join(reader.fieldnames or ()) or 'none'}"
             )
         for n, row in enumerate(reader, start=2):
-            label = {"0": "real", "1": "fake"}.get(row.get("label", "").strip(), row["label"])
-            label = label.strip().lower()
+            label = (row.get("label") or "").strip()  # None: a row with fewer cells
+            label = {"0": "real", "1": "fake"}.get(label, label).lower()
             if label not in LABELS:
                 raise ValueError(f"{labels_csv}:{n}: label must be real, fake, 0 or 1")
-            path = row["path"].strip()
+            path = (row.get("path") or "").strip()
+            if not path:
+                raise ValueError(f"{labels_csv}:{n}: no path")
             out.append((os.path.normpath(os.path.join(base, path)), label))
     return out
 
 
 def split_of(key: str, val_fraction: float) -> str:
     """A stable split by video: the same key always lands in the same split. The key is the
-    video's path relative to its clips folder (or labels CSV), so that moving the folder and
-    extracting again keeps every video in its split."""
+    video's content id, so a video keeps its split when its folder moves or it is relabelled,
+    and two copies of one video never land in both splits."""
     if val_fraction <= 0:
         return ""
     h = int(hashlib.sha1(key.encode("utf-8", "backslashreplace")).hexdigest()[:8], 16)
@@ -94,7 +97,8 @@ MODES = ("new", "replace", "add")
 class FaceSetWriter:
     """Writes one extraction into `out_dir`. mode `new` refuses a folder that already holds a
     face set (a manifest); `replace` removes that set's crops first; `add` keeps them, with
-    the same preprocessing only, and a video extracted again replaces its own crops."""
+    the same preprocessing and validation fraction only, and a video extracted again (found by
+    its content, wherever it is now) replaces its own crops."""
 
     def __init__(
         self, out_dir: str, preprocess: Preprocess, val_fraction: float = 0.0, mode: str = "new"
@@ -105,9 +109,10 @@ class FaceSetWriter:
         self.preprocess = preprocess
         self.val_fraction = val_fraction
         self.rows: list[dict] = []
-        self.kept: dict[str, list[dict]] = {}  # video -> rows of an earlier extraction
+        # rows of an earlier extraction, by source (manifests before that column: by video)
+        self.kept: dict[str, list[dict]] = {}
         for r in self._earlier_rows(mode):
-            self.kept.setdefault(r["video"], []).append(r)
+            self.kept.setdefault(r.get("source") or r["video"], []).append(r)
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "preprocess.json"), "w") as f:
             json.dump(preprocess.to_dict(), f, indent=2)
@@ -116,7 +121,8 @@ class FaceSetWriter:
         manifest = os.path.join(self.out_dir, "manifest.parquet")
         if not os.path.exists(manifest):
             return []
-        rows = pq.read_table(manifest).to_pylist()
+        table = pq.read_table(manifest)
+        rows = table.to_pylist()
         if mode == "new":
             videos = len({r["video"] for r in rows})
             raise ValueError(
@@ -133,21 +139,41 @@ class FaceSetWriter:
                 f"{self.out_dir} holds faces extracted with other settings ({earlier}); "
                 "--add needs the same ones: use them, --replace, or another --out"
             )
+        recorded = (table.schema.metadata or {}).get(b"val_fraction")
+        if recorded is not None:
+            same = float(recorded) == self.val_fraction
+        else:  # a manifest written before the fraction was recorded: split or not, at least
+            same = any(r["split"] for r in rows) == (self.val_fraction > 0)
+        if not same:
+            was = float(recorded) if recorded is not None else "another"
+            raise ValueError(
+                f"{self.out_dir} was split with --val-fraction {was}: --add needs the same one"
+            )
         return rows
 
     def _remove(self, rows: list[dict]) -> None:
         for r in rows:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.out_dir, r["image"]))
+        # Emptied folders go too: training takes an empty train/ for a split layout.
+        for split in ("train", "val", ""):
+            for label in LABELS:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(self.out_dir, split, label))
+            if split:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(self.out_dir, split))
 
-    def add(self, row: dict, label: str, split_key: str | None = None) -> int:
+    def add(self, row: dict, label: str, source: str | None = None) -> int:
         """Write the crops of one extracted video (any crops an earlier extraction into this
-        folder made of it are removed); returns how many. `split_key`: see split_of."""
+        folder made of it are removed); returns how many. `source`: the video's content id
+        (pipeline.discover.content_id), which also decides its split."""
         crops = unpack_crops(row["crops"], int(row["crop_size"]) or self.preprocess.input_size)
         meta = unpack_face_meta(row["face_meta"])
         video = str(row["path"])
-        self._remove(self.kept.pop(video, []))
-        split = split_of(split_key or video, self.val_fraction)
+        source = source or video
+        self._remove(self.kept.pop(source, []) + self.kept.pop(video, []))
+        split = split_of(source, self.val_fraction)
         folder = os.path.join(self.out_dir, split, label)
         os.makedirs(folder, exist_ok=True)
         stem = os.path.splitext(os.path.basename(video))[0][:60]
@@ -168,14 +194,19 @@ class FaceSetWriter:
                     "y": int(m[4]),
                     "w": int(m[5]),
                     "h": int(m[6]),
+                    "source": source,
                 }
             )
         return len(crops)
 
+    def all_rows(self) -> list[dict]:
+        """The face set's rows: those kept from an earlier extraction, then this one's."""
+        return [r for kept in self.kept.values() for r in kept] + self.rows
+
     def close(self) -> str:
         path = os.path.join(self.out_dir, "manifest.parquet")
         tmp = os.path.join(self.out_dir, ".manifest.parquet.tmp")
-        rows = [r for kept in self.kept.values() for r in kept] + self.rows
-        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), tmp)
+        schema = MANIFEST_SCHEMA.with_metadata({"val_fraction": str(self.val_fraction)})
+        pq.write_table(pa.Table.from_pylist(self.all_rows(), schema=schema), tmp)
         os.replace(tmp, path)
         return path

@@ -48,10 +48,14 @@ def choose_threshold(labels, scores) -> float:
     return float(min(1.0, max(0.0, thresholds[i])))
 
 
-def summary(labels, scores, threshold: float) -> dict:
-    """n, accuracy, auc, eer, threshold and the confusion matrix, as plain JSON-able values."""
+def summary(labels, scores, threshold: float | None, predicted=None) -> dict:
+    """n, accuracy, auc, eer, threshold and the confusion matrix, as plain JSON-able values.
+    Predictions are scores at or above `threshold`, or `predicted` (1 = fake) when given."""
     y, s = _arrays(labels, scores)
-    pred = (s >= threshold).astype(np.int64)
+    if predicted is None:
+        pred = (s >= threshold).astype(np.int64)
+    else:
+        pred = np.asarray(predicted, dtype=np.int64).ravel()
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     rate, _ = eer(y, s)
     return {
@@ -59,6 +63,6 @@ def summary(labels, scores, threshold: float) -> dict:
         "accuracy": float((pred == y).mean()) if len(y) else math.nan,
         "auc": auc(y, s),
         "eer": rate,
-        "threshold": float(threshold),
+        "threshold": None if threshold is None else float(threshold),
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
     }

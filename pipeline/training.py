@@ -192,12 +192,14 @@ def make_scheduler(optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def resume_schedule(optimizer, scheduler, lr: float, steps_done: int) -> None:
+def resume_schedule(
+    optimizer, scheduler, lr: float, steps_done: int, weight_decay: float | None = None
+) -> None:
     """Call after loading a killed run's optimizer and scheduler state: the schedule goes to
     where this run's own settings put it after `steps_done` batches of the phase, at this run's
     base rate. The killed run may have had another batch size or worker count (so another
     number of steps an epoch: its step count would put the cosine too far or not far enough)
-    or another --lr. AdamW's moments and step counts stay as restored."""
+    or another --lr or --weight-decay. AdamW's moments and step counts stay as restored."""
     lrs = [lr * fn(steps_done) for fn in scheduler.lr_lambdas]
     scheduler.base_lrs = [lr] * len(optimizer.param_groups)
     scheduler.last_epoch = steps_done
@@ -205,6 +207,8 @@ def resume_schedule(optimizer, scheduler, lr: float, steps_done: int) -> None:
     for group, value in zip(optimizer.param_groups, lrs, strict=True):
         group["initial_lr"] = lr
         group["lr"] = value
+        if weight_decay is not None:
+            group["weight_decay"] = weight_decay
 
 
 def fast_path(device: torch.device) -> bool:

@@ -130,10 +130,13 @@ def test_evaluate_an_image_folder(trained, data_dir):
 
 def test_evaluate_a_scan_report_against_video_labels(tmp_path):
     report = str(tmp_path / "report")
+    # The scan's threshold was 0.350000012; its settings show it to 6 digits, as 0.35.
     writer = ReportWriter(report, "run1", settings="frames=2 aggregate=mean threshold=0.35")
-    truth = {"a.mp4": ("fake", 0.9), "b.mp4": ("real", 0.2), "c.mp4": ("fake", 0.4)}
+    truth = {"a.mp4": ("fake", 0.9), "b.mp4": ("real", 0.2), "c.mp4": ("fake", 0.4),
+             "d.mp4": ("real", 0.350000006)}  # fmt: skip
     for name, (_, score) in truth.items():
-        writer.add(_scored_row(str(tmp_path / name), score))
+        label = "fake" if score >= 0.350000012 else "real"
+        writer.add({**_scored_row(str(tmp_path / name), score), "label": label})
     writer.add(_scored_row(str(tmp_path / "broken.mp4"), float("nan"), status="error"))
     writer.close()
     labels = tmp_path / "labels.csv"
@@ -148,12 +151,14 @@ def test_evaluate_a_scan_report_against_video_labels(tmp_path):
 
     code, out = evaluate("--threshold", "0.5")
     assert code == 0
-    assert out["n"] == 3 and out["accuracy"] == pytest.approx(2 / 3) and out["auc"] == 1.0
+    assert out["n"] == 4 and out["accuracy"] == pytest.approx(3 / 4) and out["auc"] == 1.0
     assert out["unscored"] == 1 and out["missing_from_report"] == 1
-    assert out["confusion"] == {"tn": 1, "fp": 0, "fn": 1, "tp": 1}
-    # By default the threshold the scan labelled the videos with: c.mp4 (0.4) is fake there.
-    assert evaluate()[1]["threshold"] == 0.35 and evaluate()[1]["accuracy"] == 1.0
-    assert evaluate("--threshold", "0")[1]["confusion"]["tp"] == 2  # 0 is a threshold too
+    assert out["confusion"] == {"tn": 2, "fp": 0, "fn": 1, "tp": 1}
+    # By default the scan's own decisions: c.mp4 (0.4) is fake there, d.mp4 real.
+    code, out = evaluate()
+    assert out["threshold"] == 0.35 and out["accuracy"] == 1.0
+    assert out["confusion"] == {"tn": 2, "fp": 0, "fn": 0, "tp": 2}
+    assert evaluate("--threshold", "0")[1]["confusion"]["fp"] == 2  # 0 is a threshold too
 
     nothing = tmp_path / "elsewhere.csv"  # paths that match no video: counted, not a crash
     nothing.write_text("path,label\nx/a.mp4,fake\n")
@@ -163,6 +168,9 @@ def test_evaluate_a_scan_report_against_video_labels(tmp_path):
     nothing.write_text("video,label\na.mp4,fake\n")
     code, result = evaluate(labels=nothing)
     assert code == 2 and "columns path,label" in result.output
+    nothing.write_text("path,label\na.mp4,fake\nb.mp4\n")  # a row without its label
+    code, result = evaluate(labels=nothing)
+    assert code == 2 and "elsewhere.csv:3: label must be" in result.output
 
 
 def _scored_row(path, score, status="ok"):
@@ -180,7 +188,8 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     videos = tmp_path / "videos"
     for label in ("real", "fake"):
         for i in range(3):
-            write_video(videos / label / f"{label}{i}.mp4", frames=8)
+            # distinct lengths: distinct contents (the split is keyed by content)
+            write_video(videos / label / f"{label}{i}.mp4", frames=8 + i + 3 * (label == "fake"))
     (videos / "fake" / "broken.mp4").write_text("no video")
     out = tmp_path / "faces"
     result = CliRunner().invoke(
@@ -210,35 +219,51 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     again = CliRunner().invoke(cli, ["extract-faces", str(videos), *args])
     assert again.exit_code == 2 and "already holds a face set" in again.output
     # The clips folder moved, one clip relabelled: --replace leaves no stale crop, and every
-    # video keeps its split (keyed by its path inside the clips folder, not the absolute one).
+    # video keeps its split (keyed by its content, not its path).
     moved = tmp_path / "moved"
     os.rename(videos, moved)
     os.rename(moved / "fake" / "fake0.mp4", moved / "real" / "fake0.mp4")
     result = CliRunner().invoke(cli, ["extract-faces", str(moved), *args, "--replace"])
     assert result.exit_code == 0, result.output
     replaced = pd.read_parquet(out / "manifest.parquet")
-    on_disk = {str(p.relative_to(out)) for p in out.glob("*/*/*.png")}
-    assert on_disk == set(replaced.image)
-    assert set(replaced[replaced.label == "fake"].video.map(os.path.basename)) == {
-        "fake1.mp4",
-        "fake2.mp4",
-    }
-    before, after = (dict(zip(m.video.map(os.path.basename), m.split, strict=True))
-                     for m in (manifest, replaced))  # fmt: skip
-    del before["fake0.mp4"], after["fake0.mp4"]  # moved to real/: another path in the folder
-    assert before == after
-    # --add: one more clip joins the set; the others, extracted again, replace their own crops.
-    write_video(moved / "real" / "new.mp4", frames=8)
+    assert images_on_disk(out) == set(replaced.image)
+    fakes = set(replaced[replaced.label == "fake"].video.map(os.path.basename))
+    assert fakes == {"fake1.mp4", "fake2.mp4"}
+
+    def split_by_name(m):
+        return dict(zip(m.video.map(os.path.basename), m.split, strict=True))
+
+    assert split_by_name(replaced) == split_by_name(manifest)
+    # Moved again, then --add: a new clip joins, the others (found by their content where they
+    # are now) replace their own crops instead of being added twice.
+    os.rename(moved, tmp_path / "moved2")
+    moved = tmp_path / "moved2"
+    write_video(moved / "real" / "new.mp4", frames=20)
     result = CliRunner().invoke(cli, ["extract-faces", str(moved), *args, "--add"])
     assert result.exit_code == 0, result.output
     added = pd.read_parquet(out / "manifest.parquet")
-    assert {str(p.relative_to(out)) for p in out.glob("*/*/*.png")} == set(added.image)
-    assert set(added.video.map(os.path.basename)) == set(replaced.video.map(os.path.basename)) | {
-        "new.mp4"
-    }
+    assert images_on_disk(out) == set(added.image)
+    assert added.video.str.startswith(str(moved)).all()
+    per_video = added.video.map(os.path.basename).value_counts()
+    assert (
+        per_video.drop("new.mp4").to_dict()
+        == replaced.video.map(os.path.basename).value_counts().to_dict()
+    )
     other = [a if a != "40" else "48" for a in args]
     result = CliRunner().invoke(cli, ["extract-faces", str(moved), *other, "--add"])
     assert result.exit_code == 2 and "other settings" in result.output
+    other = [a if a != "0.5" else "0.2" for a in args]
+    result = CliRunner().invoke(cli, ["extract-faces", str(moved), *other, "--add"])
+    assert result.exit_code == 2 and "--val-fraction 0.5" in result.output
+    # --replace without a split: no empty train/ and val/ left for training to take instead
+    unsplit = [a if a != "0.5" else "0" for a in args]
+    result = CliRunner().invoke(cli, ["extract-faces", str(moved), *unsplit, "--replace"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["fake", "real"]
+
+
+def images_on_disk(folder):
+    return {str(p.relative_to(folder)) for p in folder.rglob("*.png")}
 
 
 def test_extract_faces_from_a_labels_csv(ray_session, tmp_path):
@@ -285,9 +310,10 @@ def test_train_with_one_class_missing_from_val_exits_2_before_starting_ray(tmp_p
     (tmp_path / "d" / "val" / "fake").mkdir(exist_ok=True)
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "found 2 real and 0 fake" in result.output
+    write_face_images(tmp_path / "d" / "val", n_real=0, n_fake=2)  # both classes now
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
                                       "--pretrained", str(tmp_path / "none.pt")])  # fmt: skip
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "weights file not found" in result.output
 
 
 def test_two_workers_train_from_a_pretrained_file_given_by_a_relative_path(

@@ -157,8 +157,9 @@ def test_resumed_schedule_follows_this_runs_steps_per_epoch_and_learning_rate():
     opt, sched = _schedule(steps_per_epoch=5, lr=0.5)
     opt.load_state_dict(saved[0])
     sched.load_state_dict(saved[1])
-    resume_schedule(opt, sched, lr=0.5, steps_done=2 * 5)
+    resume_schedule(opt, sched, lr=0.5, steps_done=2 * 5, weight_decay=0.05)
     assert opt.param_groups[0]["lr"] == pytest.approx(uninterrupted_opt.param_groups[0]["lr"])
+    assert opt.param_groups[0]["weight_decay"] == 0.05  # not the killed run's 0.01
     assert int(opt.state_dict()["state"][0]["step"]) == 20  # AdamW's own state is kept
     _run(opt, sched, 10)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * 0.01)  # ends where it should
