@@ -285,6 +285,10 @@ def train_loop(loop_config: dict) -> None:
         set_phase(model, phase)
         reshuffle(train_loader, epoch)
         train_loss = train_one_epoch(ddp, criterion, optimizer, scheduler, train_loader, device)
+        if world > 1:  # every worker's shard, not rank 0's alone (the shards are equal)
+            loss = torch.tensor([train_loss], device=device)
+            torch.distributed.all_reduce(loss)
+            train_loss = float(loss) / world
         metrics = {"epoch": epoch, "phase": phase}
         if rank == 0:
             labels, scores, val_loss = predict(model, val_loader, device)

@@ -230,9 +230,12 @@ def train_one_epoch(
     loader: Iterable,
     device: torch.device,
 ) -> float:
-    """One pass over `loader`; returns the mean training loss. The caller sets the phase."""
+    """One pass over `loader`; returns the mean training loss. The caller sets the phase.
+    Raises FloatingPointError when the loss stopped being finite (the run diverged): before the
+    epoch's weights can reach a checkpoint."""
     device = torch.device(device)
-    total, count = 0.0, 0
+    # Summed on the device: reading the loss every step would wait for the GPU every step.
+    total, count = torch.zeros((), device=device), 0
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True).float()
@@ -245,9 +248,15 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += float(loss.detach()) * len(labels)
+        total += loss.detach() * len(labels)
         count += len(labels)
-    return total / max(1, count)
+    mean = float(total) / max(1, count)
+    if not math.isfinite(mean):
+        raise FloatingPointError(
+            f"the training loss became {mean}: the run diverged; "
+            "lower the learning rate (--lr, --lr-full) and run again"
+        )
+    return mean
 
 
 @torch.inference_mode()

@@ -214,3 +214,18 @@ def test_native_resolution_training_gets_a_scan_crop_of_the_same_region_and_scal
         preprocess_for(
             TrainConfig(data_dir=str(tmp_path), run_dir="r", image_size=80, resize=False)
         )
+
+
+def test_a_diverged_epoch_stops_before_its_weights_are_saved():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = make_scheduler(opt, steps_per_epoch=2, epochs=1, warmup_epochs=0)
+    batches = [(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]))] * 2
+
+    def nan_loss(logits, labels):
+        return (logits * float("nan")).mean()
+
+    loss = train_one_epoch(model, torch.nn.BCEWithLogitsLoss(), opt, sched, batches, "cpu")
+    assert np.isfinite(loss) and loss > 0
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train_one_epoch(model, nan_loss, opt, sched, batches, "cpu")
