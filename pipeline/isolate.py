@@ -101,6 +101,20 @@ class IsolatedExtractor:
         failed.update(status=STATUS_ERROR, error=reason)
         return failed
 
+    def read_frame(self, path: str, index: int):
+        """Frame `index` of a video (BGR), decoded in the helper; None when it cannot be read,
+        also when reading it crashes or hangs the decoder."""
+        proc = self._helper()
+        try:
+            _send(proc.stdin.fileno(), ("frame", path, index))
+            return _receive(proc.stdout.fileno(), time.monotonic() + self.timeout_s)
+        except (HelperDied, BrokenPipeError):
+            proc.wait()
+        except TimeoutError:
+            pass
+        self._discard()
+        return None
+
     def close(self) -> None:
         if self._proc is not None:
             self._proc.stdin.close()
@@ -122,12 +136,29 @@ def _serve() -> None:
     crash_on = os.environ.get(CRASH_ON_ENV)
     while True:
         try:
-            row, preprocess, frames, max_faces = _receive(requests)
+            request = _receive(requests)
         except HelperDied:
             return
-        if crash_on and crash_on in row["path"]:
+        path = request[1] if request[0] == "frame" else request[0]["path"]
+        if crash_on and crash_on in path:
             os.kill(os.getpid(), signal.SIGSEGV)
+        if request[0] == "frame":
+            _send(results, _read_frame(path, request[2]))
+            continue
+        row, preprocess, frames, max_faces = request
         _send(results, extract_video(row, Preprocess.from_dict(preprocess), frames, max_faces))
+
+
+def _read_frame(path: str, index: int):
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+        return frame if ok else None
+    finally:
+        cap.release()
 
 
 if __name__ == "__main__":

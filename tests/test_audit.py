@@ -222,6 +222,10 @@ def test_isolated_extractor_survives_a_crash_and_a_hang(tmp_path, small_preproce
         hung = ex.extract(hang, pre, 2, 1)
         assert hung["status"] == "error" and "longer than 3s" in hung["error"]
         assert ex.extract(good, pre, 2, 1)["status"] == "ok"  # a fresh helper took over
+        # The web page reads the frame it shows the same way.
+        assert ex.read_frame(good["path"], 3).shape == (240, 320, 3)
+        assert ex.read_frame(bad["path"], 3) is None
+        assert ex.read_frame(good["path"], 3) is not None
     finally:
         ex.close()
 

@@ -68,6 +68,7 @@ def test_a_video_gets_faces_over_time_and_a_chart(client, tmp_path):
     assert body["frames_sampled"] == 4
     assert len({f["frame_index"] for f in body["faces"]}) >= 3
     assert body["visuals"]["chart"].startswith("data:image/png;base64,")
+    assert body["visuals"]["frame"].startswith("data:image/jpeg;base64,")  # read in the helper
 
 
 def test_no_face_is_said_plainly(client):

@@ -155,7 +155,8 @@ class Analyzer:
                     {"crop": data_uri(crop), "heatmap": data_uri(overlay(crop, heat))}
                 )
             worst = int(np.argmax(scores))
-            frame = frame if frame is not None else _read_frame(path, int(meta[worst, 0]))
+            if frame is None:  # a video: its frame, decoded in the helper process too
+                frame = self.extractor.read_frame(path, int(meta[worst, 0]))
             if frame is not None:
                 chosen = meta[:, 0] == meta[worst, 0]
                 out["frame"] = data_uri(
@@ -191,16 +192,6 @@ def _fit(rgb: np.ndarray, width: int = SHOWN_WIDTH) -> np.ndarray:
     if w <= width:
         return rgb
     return cv2.resize(rgb, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-
-
-def _read_frame(path: str, index: int):
-    cap = cv2.VideoCapture(path)
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
-        return frame if ok else None
-    finally:
-        cap.release()
 
 
 def _draw_boxes(frame: np.ndarray, meta: np.ndarray, scores: np.ndarray, threshold: float):
