@@ -331,6 +331,7 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option("--actors-per-gpu", default=2, show_default=True)
 @click.option("--batch-videos", default=32, show_default=True, help="Videos per scoring batch.")
 @click.option("--feed-only", is_flag=True, help="Measure only the feed (for tuning its knobs).")
+@click.option("--no-feed", is_flag=True, help="Skip the feed measurement of a full run.")
 @click.option(
     "--feed-crops", default=None, type=int, help="Crops for the feed [32768; none on CPU]."
 )
@@ -342,13 +343,16 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 )
 def main(videos, width, height, seconds, fps, frames, detector, detect_width, reuse_boxes,
          image_size, folder, stage_videos, distinct, sequential_videos, actors_per_gpu,
-         batch_videos, feed_only, feed_crops, memory_check):  # fmt: skip
+         batch_videos, feed_only, no_feed, feed_crops, memory_check):  # fmt: skip
     import ray
 
     from jobs.scan import init_ray, run_scan
+    from pipeline.reports import load_videos
 
     work = tempfile.mkdtemp(prefix="bench-scan-")
-    if folder and os.path.isdir(folder) and os.listdir(folder):
+    if feed_only:  # the feed uses made-up crops: no videos
+        paths = []
+    elif folder and os.path.isdir(folder) and os.listdir(folder):
         paths = find_videos(folder)
     else:  # built where --folder says (kept for the next run), or in a temporary folder
         folder = folder or os.path.join(work, "videos")
@@ -393,15 +397,20 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
                                   frames=frames, progress=False, rescan=True,
                                   **knobs))  # fmt: skip
     elapsed = time.perf_counter() - t
-    crops = alone["crops_per_video"] * summary["videos"]
+    # What the scan itself did, from its report: frames decoded, frames with a face, crops.
+    report = load_videos(os.path.join(work, "report"))
+    sampled = int(report.frames_sampled.sum())
     pipe = emit(stage="pipeline", videos_per_s=summary["videos"] / elapsed,
-                frames_per_s=summary["videos"] * frames / elapsed, crops_per_s=crops / elapsed,
+                frames_per_s=sampled / elapsed,
+                crops_per_s=int(report.faces_scored.sum()) / elapsed,
+                faces_found_rate=int(report.frames_with_face.sum()) / max(1, sampled),
                 steady_videos_per_s=steady_rate(os.path.join(work, "report")),
-                ok=summary["ok"], peak_driver_rss_mb=peak_rss_mb())  # fmt: skip
+                ok=summary["ok"], ray_gpus=ray.cluster_resources().get("GPU", 0),
+                peak_bench_process_rss_mb=peak_rss_mb())  # fmt: skip
     # Without a GPU the scan has no scoring actor to feed (decode tasks score their videos).
     fed = (
         emit(stage="feed", crops_per_s=feed(ckpt, n_feed, image_size, **knobs))
-        if gpu or feed_crops
+        if (gpu or feed_crops) and not no_feed
         else None
     )
 
@@ -409,7 +418,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     # parallel on the cores the scoring actors leave, or scoring. Without: every core decodes,
     # detects and scores whole videos, scoring on one thread.
     cpu_capacity = alone["cpu_stages_parallel_videos_per_s"]
-    if ray.cluster_resources().get("GPU", 0):
+    if gpu:  # (the pipeline line's ray_gpus says whether Ray saw the GPU the scorer uses)
         capacity = min(
             cpu_capacity, alone["score_crops_per_s"] / max(1e-9, alone["crops_per_video"])
         )
