@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -255,7 +256,11 @@ def _fsync(path: str) -> None:
 
 
 def _read(
-    report_dir: str, table_name: str, schema: pa.Schema, columns: list[str] | None = None
+    report_dir: str,
+    table_name: str,
+    schema: pa.Schema,
+    columns: list[str] | None = None,
+    paths: list[str] | None = None,
 ) -> pd.DataFrame:
     fs, root = resolve(report_dir)
     folder = f"{root}/{table_name}"
@@ -264,7 +269,8 @@ def _read(
         table = schema.empty_table()
         return _to_pandas(table.select(columns) if columns else table)
     dataset = pads.dataset(folder, filesystem=fs, format="parquet", schema=schema)
-    return _to_pandas(dataset.to_table(columns=columns))
+    where = None if paths is None else pc.field("path").isin(pa.array(paths, pa.string()))
+    return _to_pandas(dataset.to_table(columns=columns, filter=where))
 
 
 # Integer columns with nulls stay integers (pandas' nullable dtypes) instead of becoming floats.
@@ -461,9 +467,10 @@ def mark_interrupted_runs(report_dir: str) -> list[str]:
     return list(killed.run_id)
 
 
-def load_faces(report_dir: str) -> pd.DataFrame:
-    """The faces of each video's latest result, in video and frame order."""
-    faces = _read(report_dir, FACES, FACES_SCHEMA)
+def load_faces(report_dir: str, paths: list[str] | None = None) -> pd.DataFrame:
+    """The faces of each video's latest result (of `paths` only, when given: a page that shows
+    a few videos need not read the faces of thousands), in video and frame order."""
+    faces = _read(report_dir, FACES, FACES_SCHEMA, paths=paths)
     latest = load_videos(report_dir)[["path", "run_id"]]
     faces = faces.merge(latest, on=["path", "run_id"], how="inner")
     faces = faces.sort_values(["path", "frame_index", "face_index"], kind="stable")

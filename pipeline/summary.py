@@ -167,7 +167,7 @@ def write_html(report_dir: str, out_path: str, top: int = 10) -> dict:
     """One self-contained HTML file: every plot and thumbnail is embedded."""
     s = summarize(report_dir, top)
     videos = load_videos(report_dir)
-    faces = load_faces(report_dir)
+    faces = load_faces(report_dir, [v["path"] for v in s["most_suspicious"]])
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",

@@ -82,6 +82,9 @@ def test_latest_result_per_video_and_its_faces(tmp_path):
     assert len(load_videos(str(tmp_path), history=True)) == 3
     f = load_faces(str(tmp_path))
     assert len(f[f.path == "/v/a.mp4"]) == 1  # faces of the latest run only
+    only_b = load_faces(str(tmp_path), paths=["/v/b.mp4"])  # what a page of a few videos reads
+    assert set(only_b.path) == {"/v/b.mp4"} and len(only_b) == 2
+    assert len(load_faces(str(tmp_path), paths=[])) == 0
 
 
 def test_videos_no_longer_found_are_marked_missing_and_nothing_else_is(tmp_path):

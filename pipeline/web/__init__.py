@@ -117,7 +117,7 @@ def create_app(
 
         try:
             s = summary.summarize(reports_dir, top=20)
-            faces = load_faces(reports_dir)
+            faces = load_faces(reports_dir, [v["path"] for v in s["most_suspicious"]])
         except FileNotFoundError as exc:
             abort(404, str(exc))
         videos = [
