@@ -478,15 +478,24 @@ def report(report_dir, fmt, html_path, top):
     help="Address to listen on; 0.0.0.0 opens the page to the network.",
 )
 @click.option("--port", default=5000, show_default=True)
-@click.option("--reports", "reports_dir", help="A scan report folder to show at /reports.")
+@click.option(
+    "--reports",
+    "reports_dir",
+    help="A scan report folder to show at /reports; uploads are then judged with the settings "
+    "of its last scan with this checkpoint (threshold, aggregate, frames, faces, detector).",
+)
 @click.option("--max-upload-mb", default=200.0, show_default=True)
-@click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
+@click.option(
+    "--frames",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Frames sampled per video. [default: the report's scan's, or 32]",
+)
 @click.option(
     "--max-faces",
     type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Faces scored per frame, largest first.",
+    default=None,
+    help="Faces scored per frame, largest first. [default: the report's scan's, or 2]",
 )
 def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces):
     """A web page to check one image or video: faces, scores, heatmaps, verdict.

@@ -10,7 +10,6 @@ Run it locally with `deepfake scan`, or on a cluster with
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import sys
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from pipeline.config import Preprocess, ScanConfig
+from pipeline.config import Preprocess, ScanConfig, describe_settings
 from pipeline.discover import discover
 from pipeline.faces import make_detector
 from pipeline.isolate import IsolatedExtractor
@@ -283,28 +282,12 @@ def pending(
     ]
 
 
-def file_id(path: str) -> str:
-    """name#content-hash: a detector model replaced in place is another setting, one moved to
-    another folder is not."""
-    h = hashlib.blake2b(digest_size=6)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return f"{os.path.basename(path)}#{h.hexdigest()}"
-
-
 def scan_settings(cfg: ScanConfig, preprocess: Preprocess, threshold: float) -> str:
     """What a video's result depends on besides its file (fingerprint) and the checkpoint
     (model_id): recorded in every row, and a result made with other settings is not reused."""
-    parts = [f"frames={cfg.frames}", f"max_faces={cfg.max_faces}"]
-    parts.append(f"detector={preprocess.detector}")
-    if preprocess.detector_model:
-        parts.append(f"detector_model={file_id(preprocess.detector_model)}")
-    parts += [f"reuse_boxes={preprocess.reuse_boxes}", f"aggregate={cfg.aggregate}"]
-    if cfg.aggregate == "topk":
-        parts.append(f"top_k={cfg.top_k}")
-    parts.append(f"threshold={threshold:g}")
-    return " ".join(parts)
+    return describe_settings(
+        cfg.frames, cfg.max_faces, preprocess, cfg.aggregate, cfg.top_k, threshold
+    )
 
 
 def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
@@ -346,6 +329,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             "checkpoint": os.path.abspath(cfg.checkpoint),
             "model_id": ckpt["model_id"],
             "settings": settings,
+            "threshold": threshold,  # exact; the settings show it to 6 digits
             "started_at": started_at.isoformat(),
             "found": len(refs),
             "skipped": len(refs) - len(todo),

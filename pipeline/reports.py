@@ -439,6 +439,24 @@ def load_runs(report_dir: str) -> pd.DataFrame:
     return df.drop(columns="_started").reset_index(drop=True)
 
 
+def last_scan_settings(report_dir: str, model_id: str) -> dict | None:
+    """The settings of the last completed scan into `report_dir` made with the model
+    `model_id`: its `settings` words as a dict of strings (`threshold` as the exact float the
+    scan used, when its record has it), plus `run_id`. None when there is no such scan."""
+    runs = load_runs(report_dir)
+    if not len(runs) or "settings" not in runs or "model_id" not in runs:
+        return None
+    done = runs[(runs.status == "completed") & (runs.model_id == model_id) & runs.settings.notna()]
+    if not len(done):
+        return None
+    run = done.iloc[-1]
+    settings = dict(part.split("=", 1) for part in run.settings.split() if "=" in part)
+    exact = run.get("threshold")
+    if exact is not None and not (isinstance(exact, float) and math.isnan(exact)):
+        settings["threshold"] = float(exact)
+    return {**settings, "run_id": run.run_id}
+
+
 def _unreadable_run(name: str, exc: Exception) -> dict:
     """A run record that cannot be parsed, as a row saying so; it starts when its id says."""
     run_id = name[: -len(".json")]

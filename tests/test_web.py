@@ -48,6 +48,7 @@ def test_a_face_photo_gets_faces_scores_and_a_verdict(client, app):
     face = body["faces"][0]
     assert face["frame_index"] == 0 and len(face["box"]) == 4 and 0 <= face["fake_score"] <= 1
     assert len(body["model_id"]) == 16
+    assert body["settings"].endswith("aggregate=confident threshold=0.5")  # the checkpoint's
     assert os.listdir(app.config["UPLOAD_DIR"]) == []  # deleted after analysis
 
 
@@ -159,6 +160,34 @@ def test_other_web_sites_cannot_use_the_page_through_the_browser(checkpoint):
     r = c.post("/api/analyze", data={}, headers={"Origin": "http://localhost"},
                content_type="multipart/form-data")  # fmt: skip
     assert r.status_code == 400  # same origin: on to the missing file
+
+
+def test_with_a_report_uploads_are_judged_with_its_scans_settings(checkpoint, tmp_path):
+    from pipeline.model import load_checkpoint
+    from pipeline.reports import write_run_record
+
+    report = str(tmp_path)
+    ours = {"run_id": "20261101T000000Z-aaaaaa", "status": "completed",
+            "model_id": load_checkpoint(checkpoint)["model_id"],
+            "settings": "frames=3 max_faces=1 detector=haar reuse_boxes=0 aggregate=max "
+                        "threshold=0.734182", "threshold": 0.73418236,
+            "started_at": "2026-11-01T00:00:00+00:00"}  # fmt: skip
+    write_run_record(report, ours)
+    other_model = {**ours, "run_id": "20261102T000000Z-bbbbbb", "model_id": "another",
+                   "settings": "frames=9 aggregate=mean threshold=0.1", "threshold": 0.1,
+                   "started_at": "2026-11-02T00:00:00+00:00"}  # fmt: skip
+    write_run_record(report, other_model)  # later, but another model's: not taken
+
+    app = create_app(checkpoint, reports_dir=report)
+    a = app.config["ANALYZER"]
+    assert (a.threshold, a.aggregate, a.frames, a.max_faces) == (0.73418236, "max", 3, 1)
+    assert (a.preprocess.detector, a.preprocess.reuse_boxes) == ("haar", 0)
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert "aggregate=max" in page and "scan run 20261101T000000Z-aaaaaa" in page
+    body = post(app.test_client(), jpeg(face_photo()), "hopper.jpg").json
+    assert body["threshold"] == 0.73418236
+    assert body["settings"].startswith("frames=3 max_faces=1 detector=haar reuse_boxes=0")
+    assert create_app(checkpoint, reports_dir=report, frames=5).config["ANALYZER"].frames == 5
 
 
 def test_a_path_in_the_file_name_never_reaches_the_filesystem(client, app, tmp_path):

@@ -14,6 +14,7 @@ for any other host name (DNS rebinding).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from pipeline.model import load_checkpoint, model_from_checkpoint
+from pipeline.reports import last_scan_settings
 from pipeline.scoring import Scorer
 from pipeline.web.analysis import AnalysisError, Analyzer, sniff
 
@@ -36,13 +38,33 @@ def create_app(
     checkpoint: str,
     reports_dir: str | None = None,
     max_upload_mb: float = 200,
-    frames: int = 32,
-    max_faces: int = 2,
+    frames: int | None = None,
+    max_faces: int | None = None,
     trusted_hosts: list[str] | None = None,
 ) -> Flask:
+    """With `reports_dir`, the page judges an upload with the settings of the last scan into
+    it made with this checkpoint (threshold, aggregate, frames, faces, detector), so that it
+    agrees with the report; `frames` and `max_faces` given here win. Otherwise the
+    checkpoint's own threshold and detector, the confident aggregate, 32 frames, 2 faces."""
     ckpt = load_checkpoint(checkpoint)  # weights_only=True: no pickled code runs
     scorer = Scorer(model_from_checkpoint(ckpt), ckpt["preprocess"])
-    analyzer = Analyzer(scorer, ckpt, frames=frames, max_faces=max_faces)
+    scan = (last_scan_settings(reports_dir, ckpt["model_id"]) if reports_dir else None) or {}
+    overrides = {}
+    if "reuse_boxes" in scan:
+        overrides["reuse_boxes"] = int(scan["reuse_boxes"])
+    if "detector" in scan and "detector_model" not in scan:  # a model file: only its name is kept
+        overrides["detector"] = scan["detector"]
+    analyzer = Analyzer(
+        scorer,
+        ckpt,
+        frames=frames or int(scan.get("frames", 32)),
+        max_faces=max_faces or int(scan.get("max_faces", 2)),
+        preprocess=dataclasses.replace(ckpt["preprocess"], **overrides),
+        threshold=scan.get("threshold"),
+        aggregate=scan.get("aggregate", "confident"),
+        top_k=int(scan.get("top_k", 8)),
+    )
+    settings_from = f"scan run {scan['run_id']}" if scan else "the checkpoint"
     upload_dir = tempfile.mkdtemp(prefix="deepfake-uploads-")  # mode 0700: ours alone
     atexit.register(shutil.rmtree, upload_dir, ignore_errors=True)
 
@@ -80,6 +102,8 @@ def create_app(
         return render_template(
             "index.html",
             model_id=ckpt["model_id"],
+            settings=analyzer.settings,
+            settings_from=settings_from,
             max_upload_mb=max_upload_mb,
             reports=reports_dir is not None,
         )

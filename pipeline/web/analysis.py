@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.aggregate import aggregate, label_for
+from pipeline.config import describe_settings
 from pipeline.discover import describe_file
 from pipeline.explain import grad_cam, overlay
 from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
@@ -69,13 +70,24 @@ class Analyzer:
         frames: int = 32,
         max_faces: int = 2,
         video_timeout_s: float = 120.0,
+        *,
+        preprocess=None,
+        threshold: float | None = None,
+        aggregate: str = "confident",
+        top_k: int = 8,
     ):
+        """Defaults: the checkpoint's preprocessing and threshold; `preprocess`, `threshold`,
+        `aggregate` and `top_k` as a scan would take them (see create_app)."""
         self.scorer = scorer
-        self.preprocess = ckpt["preprocess"]
-        self.threshold = float(ckpt["threshold"])
+        self.preprocess = preprocess or ckpt["preprocess"]
+        self.threshold = float(ckpt["threshold"] if threshold is None else threshold)
         self.model_id = ckpt["model_id"]
         self.frames = frames
         self.max_faces = max_faces
+        self.aggregate, self.top_k = aggregate, top_k
+        self.settings = describe_settings(
+            frames, max_faces, self.preprocess, aggregate, top_k, self.threshold
+        )
         self.detector = make_detector(self.preprocess)
         # Videos are decoded in a helper process: a file that crashes the decoder must not take
         # the server down with it. One analysis at a time: Grad-CAM hooks the shared model.
@@ -94,7 +106,7 @@ class Analyzer:
         else:
             raise AnalysisError(f"unsupported file type {kind}")
         scores = self.scorer.score(crops) if len(crops) else np.empty(0, np.float32)
-        score = aggregate(scores) if len(scores) else math.nan
+        score = aggregate(scores, self.aggregate, self.top_k) if len(scores) else math.nan
         result = {
             "verdict": label_for(score, self.threshold) or "no_face",
             # unrounded: a rounded score could read as on the other side of the threshold
@@ -111,6 +123,7 @@ class Analyzer:
             ],
             "frames_sampled": frames_sampled,
             "model_id": self.model_id,
+            "settings": self.settings,
         }
         if not len(crops):
             result["message"] = "No face was found, so there is nothing to score."
