@@ -44,7 +44,14 @@ def run_demo(
     say("2/4 extracting faces and training a small model (CPU, a few minutes)")
     pre = Preprocess(input_size=image_size)
     for split in ("train", "val"):
-        run_extract(os.path.join(clips_dir, split), os.path.join(faces_dir, split), pre, frames=16)
+        # mode="replace": `make demo` again starts from the clips just made, not the last ones
+        run_extract(
+            os.path.join(clips_dir, split),
+            os.path.join(faces_dir, split),
+            pre,
+            frames=16,
+            mode="replace",
+        )
     best = run_training(
         TrainConfig(
             data_dir=faces_dir,

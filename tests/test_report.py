@@ -115,3 +115,5 @@ def test_demo_steps_at_reduced_size(ray_session, tmp_path):
     top = videos[videos.status == "ok"].iloc[0].path
     assert f"<h3>1. {top}</h3>" in html and "data:image/jpeg;base64," in html
     assert os.path.exists(out["checkpoint"])
+    again = run_demo(str(tmp_path / "demo"), clips=1, frames=12, epochs=1, image_size=48)
+    assert len(load_videos(again["report_dir"])) == 7  # `make demo` twice: the same audit
