@@ -52,7 +52,10 @@ def cli():
 )
 @click.option("--top-k", default=8, show_default=True, help="k for --aggregate topk.")
 @click.option(
-    "--threshold", type=float, default=None, help="Fake above this. [default: the checkpoint's]"
+    "--threshold",
+    type=float,
+    default=None,
+    help="Fake at or above this. [default: the checkpoint's]",
 )
 @click.option(
     "--extensions",
@@ -88,7 +91,11 @@ def cli():
     show_default=True,
     help="Seconds one video may take to decode before it becomes an error row.",
 )
-@click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No progress lines: the start line, warnings and the summary only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def scan(
     video_dir,
@@ -482,7 +489,8 @@ def report(report_dir, fmt, html_path, top):
     "--reports",
     "reports_dir",
     help="A scan report folder to show at /reports; uploads are then judged with the settings "
-    "of its last scan with this checkpoint (threshold, aggregate, frames, faces, detector).",
+    "of its last scan with this checkpoint (threshold, aggregate, frames, faces, detector; "
+    "not a YuNet model file).",
 )
 @click.option("--max-upload-mb", default=200.0, show_default=True)
 @click.option(

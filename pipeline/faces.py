@@ -1,6 +1,6 @@
 """Face detection, alignment and square crops.
 
-Detectors work on a downscaled grey frame (detection cost grows with pixels; faces in footage
+Detectors work on a downscaled frame (detection cost grows with pixels; faces in footage
 are large); boxes are mapped back to the full frame, and crops are cut from the full frame so
 that a 4K video keeps its detail. A crop is one affine warp: rotate about the face centre so the
 eyes are level, scale the box plus its margin to the model's input size, translate to the centre.
@@ -123,7 +123,10 @@ class YuNetDetector:
                 "detector 'yunet' needs its ONNX model file (face_detection_yunet_2023mar.onnx "
                 f"from the OpenCV model zoo): give its path with --detector-model (got {path!r})"
             )
-        self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold)
+        try:
+            self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold)
+        except cv2.error as exc:  # not an ONNX model, or not YuNet's
+            raise ValueError(f"{path} is not a YuNet ONNX model OpenCV can load: {exc}") from None
         self.min_face = preprocess.min_face
 
     def detect(self, frame: np.ndarray) -> list[Box]:

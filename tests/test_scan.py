@@ -229,3 +229,19 @@ def test_a_detector_model_is_part_of_the_settings_by_content_not_by_folder(tmp_p
     assert settings(moved) == first  # the same model elsewhere: results are reused
     moved.write_bytes(b"weights v2")  # replaced in place: another detector, scored again
     assert settings(moved) != first
+
+
+def test_an_unusable_detector_model_file_is_exit_2_before_anything_is_written(
+    checkpoint, face_video, tmp_path
+):
+    bad = tmp_path / "yunet.onnx"
+    bad.write_bytes(b"not an onnx model")
+    for model in (bad, tmp_path / "missing.onnx"):
+        result = CliRunner().invoke(
+            cli,
+            ["scan", os.path.dirname(face_video), "--out", str(tmp_path / "r"), "--checkpoint",
+             checkpoint, "--detector", "yunet", "--detector-model", str(model)],
+        )  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert str(model) in result.output
+    assert not (tmp_path / "r").exists()

@@ -5,10 +5,10 @@
 
 Safe by default: uploads are capped, typed by their content (never their name), stored under
 random names in a private temporary folder and deleted after analysis; nothing from a request
-ever names a path; errors are JSON with a message and a 4xx status, never a stack trace. Other
-web sites cannot use it through the person's browser: a POST from another origin is refused,
-and with `trusted_hosts` (what `deepfake serve` sets on a loopback address) so is a request
-for any other host name (DNS rebinding).
+ever names a path; errors are JSON with a message and a 4xx status (500 for an internal error),
+never a stack trace. Other web sites cannot use it through the person's browser: a POST from
+another origin is refused, and with `trusted_hosts` (what `deepfake serve` sets on a loopback
+address) so is a request for any other host name (DNS rebinding).
 """
 
 from __future__ import annotations
