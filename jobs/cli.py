@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 import click
 
@@ -50,7 +51,13 @@ def cli():
     show_default=True,
     help="How face scores become a video score.",
 )
-@click.option("--top-k", default=8, show_default=True, help="k for --aggregate topk.")
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="k for --aggregate topk.",
+)
 @click.option(
     "--threshold",
     type=float,
@@ -87,6 +94,7 @@ def cli():
 )
 @click.option(
     "--video-timeout",
+    type=click.FloatRange(min=0, min_open=True),
     default=600.0,
     show_default=True,
     help="Seconds one video may take to decode before it becomes an error row.",
@@ -126,7 +134,8 @@ def scan(
     Then, in Python:
         from pipeline.reports import load_videos; load_videos("~/reports/footage")
     """
-    from jobs.scan import ScanInputError, run_scan, summary_line
+    from jobs.scan import ScanInputError, ScanInterrupted, run_scan, summary_line
+    from pipeline.reports import ReportError
 
     try:
         cfg = ScanConfig(
@@ -157,6 +166,11 @@ def scan(
         raise InputError(str(exc)) from exc
     except ReportLocked as exc:
         raise Busy(str(exc)) from exc
+    except ReportError as exc:  # the run failed: exit 1, with the reason instead of a traceback
+        raise click.ClickException(str(exc)) from exc
+    except ScanInterrupted as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(130)  # the shell's code for SIGINT
     click.echo(json.dumps(summary) if as_json else summary_line(summary, report_dir))
 
 
@@ -452,10 +466,8 @@ def report(report_dir, fmt, html_path, top):
         deepfake report ~/reports/footage --html audit.html
         deepfake report ~/reports/footage --format csv > videos.csv
     """  # fmt: skip
-    import sys
-
     from pipeline import summary
-    from pipeline.reports import load_videos
+    from pipeline.reports import ReportError, load_videos
 
     local = os.path.expanduser(report_dir) if "://" not in report_dir else None
     if local and not any(os.path.isdir(os.path.join(local, d)) for d in ("videos", "runs")):
@@ -469,11 +481,13 @@ def report(report_dir, fmt, html_path, top):
             s = summary.summarize(report_dir, top)
             text = summary.text_summary(s)
             click.echo(json.dumps(s, indent=2, default=str) if fmt == "json" else text)
+        if html_path:
+            summary.write_html(report_dir, html_path, top)
+            click.echo(f"HTML report: {html_path}", err=True)
     except FileNotFoundError as exc:  # a report URI with nothing behind it
         raise InputError(str(exc)) from exc
-    if html_path:
-        summary.write_html(report_dir, html_path, top)
-        click.echo(f"HTML report: {html_path}", err=True)
+    except ReportError as exc:  # e.g. a file in it that is not Parquet: exit 1, with the reason
+        raise click.ClickException(str(exc)) from exc
 
 
 @cli.command()

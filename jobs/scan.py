@@ -263,6 +263,16 @@ def summary_line(summary: dict, report_dir: str) -> str:
     )
 
 
+class ScanInterrupted(Exception):
+    """Ctrl-C (SIGINT): the results so far are in the report; running again finishes."""
+
+    def __init__(self, done: int, todo: int):
+        super().__init__(
+            f"interrupted after {done} of {todo} videos; their results are in the report. "
+            "Run the same command again to finish (done videos are skipped)."
+        )
+
+
 class ScanInputError(ValueError):
     """Unusable scan settings (detector, extensions), found before anything is written."""
 
@@ -341,7 +351,21 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             f"{len(refs) - len(todo)} unchanged, {len(gone)} no longer found; "
             f"model {ckpt['model_id']}; {settings}"
         )
-        counts = _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log)
+        counts: Counter = Counter()
+        try:
+            _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, counts)
+        except KeyboardInterrupt:  # Ctrl-C: what reached the driver is written (the writer's
+            # exit); the record says so now rather than waiting for the next run to find it
+            write_run_record(
+                cfg.report_dir,
+                {
+                    **record,
+                    "status": "interrupted",
+                    "scanned": counts["videos"],
+                    "finished_at": datetime.now(UTC).isoformat(),
+                },
+            )
+            raise ScanInterrupted(counts["videos"], len(todo)) from None
         summary = summarise(counts, time.monotonic() - started)
         summary.update(
             run_id=run_id,
@@ -363,8 +387,8 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     return summary
 
 
-def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log) -> Counter:
-    counts: Counter = Counter()
+def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, counts) -> None:
+    """Scores `todo` into the report, counting into `counts` as results arrive."""
     nodes: set = set()
     # The writer flushes on time while the loop waits for results, and on the way out also when
     # the run fails: every result that reached the driver reaches the report.
@@ -397,7 +421,6 @@ def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log) -> C
     if counts["videos"] != len(todo):  # a lost result is a bug, never something to hide
         raise RuntimeError(f"{len(todo)} videos to scan but {counts['videos']} results written")
     counts["nodes"] = len(nodes - {None})  # Ray nodes that decoded videos
-    return counts
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from pipeline.reports import local_dir
+from pipeline.reports import ReportError, local_dir
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0
@@ -84,7 +84,13 @@ class ScanLock:
     def acquire(self) -> None:
         if self.path is None:
             return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        except OSError as exc:  # a file of that name, a read-only or missing mount, no access
+            raise ReportError(
+                f"cannot create the report folder {os.path.dirname(self.path)}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         deadline = time.monotonic() + TAKEOVER_WAIT_S
         while True:
             try:
@@ -105,6 +111,11 @@ class ScanLock:
                 if info is not None:
                     self._remove_if_stale()
                 continue
+            except OSError as exc:  # a read-only folder, no write access
+                raise ReportError(
+                    f"cannot write to the report folder {os.path.dirname(self.path)}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
             with os.fdopen(fd, "w") as f:
                 f.write(self._content())
             self._thread = threading.Thread(target=self._beat, daemon=True, name="scan-lock")

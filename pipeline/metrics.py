@@ -32,9 +32,15 @@ def eer(labels, scores) -> tuple[float, float]:
     if len(np.unique(y)) < 2:
         return math.nan, math.nan
     fpr, tpr, thresholds = roc_curve(y, s)
-    fnr = 1.0 - tpr
-    i = int(np.nanargmin(np.abs(fnr - fpr)))
-    return float((fpr[i] + fnr[i]) / 2.0), float(min(1.0, thresholds[i]))
+    # fnr - fpr falls from 1 to -1 along the ROC curve: the EER is where it crosses 0, found
+    # by interpolating between the two points around the crossing (the nearest point alone
+    # can sit on either side, which on a few samples can read as worse than chance).
+    d = (1.0 - tpr) - fpr
+    i = int(np.argmax(d <= 0))
+    if i == 0:
+        return float(fpr[0]), float(min(1.0, thresholds[0]))
+    t = d[i - 1] / (d[i - 1] - d[i])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1])), float(min(1.0, thresholds[i]))
 
 
 def choose_threshold(labels, scores) -> float:

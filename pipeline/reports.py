@@ -74,6 +74,11 @@ VIDEOS = "videos"
 FACES = "faces"
 
 
+class ReportError(RuntimeError):
+    """The report folder cannot be used: it cannot be created or written, or it holds a file
+    that is not one of its Parquet pieces. Says which, and what to do."""
+
+
 def new_run_id(now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -268,9 +273,15 @@ def _read(
     if info.type != pafs.FileType.Directory:
         table = schema.empty_table()
         return _to_pandas(table.select(columns) if columns else table)
-    dataset = pads.dataset(folder, filesystem=fs, format="parquet", schema=schema)
     where = None if paths is None else pc.field("path").isin(pa.array(paths, pa.string()))
-    return _to_pandas(dataset.to_table(columns=columns, filter=where))
+    try:
+        dataset = pads.dataset(folder, filesystem=fs, format="parquet", schema=schema)
+        return _to_pandas(dataset.to_table(columns=columns, filter=where))
+    except pa.ArrowInvalid as exc:  # a file that is not Parquet, or not one of ours
+        raise ReportError(
+            f"{folder} holds a file that is not a piece of this report ({exc}); "
+            "move it out of the report folder"
+        ) from exc
 
 
 # Integer columns with nulls stay integers (pandas' nullable dtypes) instead of becoming floats.

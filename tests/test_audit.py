@@ -160,6 +160,50 @@ def test_kill_9_mid_scan_then_rerun_finishes_without_loss_or_rework(checkpoint, 
     assert not list((report / "videos").glob(".*"))  # the killed run's temp files are gone
 
 
+def test_ctrl_c_ends_the_scan_with_130_and_a_record_that_says_interrupted(checkpoint, tmp_path):
+    videos = tmp_path / "videos"
+    for i in range(3):
+        write_video(videos / f"v{i}.mp4", frames=24 + i)
+    for i in range(3, 40):  # more names for the same clips: enough work to interrupt
+        os.link(videos / f"v{i % 3}.mp4", videos / f"v{i}.mp4")
+    report = tmp_path / "report"
+    cmd = scan_cmd(videos, report, checkpoint, "--frames", "8", "--flush-seconds", "0")
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not _pieces(report):
+        assert proc.poll() is None, "the scan ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Error: interrupted after" in err and "Run the same command again" in err
+    assert "Traceback" not in err
+    run = load_runs(str(report)).iloc[-1]
+    assert run.status == "interrupted" and run.scanned == len(load_videos(str(report))) < 40
+
+
+def test_a_report_folder_that_cannot_be_used_is_a_message_not_a_traceback(
+    checkpoint, face_video, tmp_path
+):
+    not_a_folder = tmp_path / "report"
+    not_a_folder.write_text("a file where the report folder should be")
+    args = ["scan", os.path.dirname(face_video), "--checkpoint", checkpoint, "--frames", "2"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(not_a_folder)])
+    assert result.exit_code == 1 and "cannot create the report folder" in result.output
+    assert isinstance(result.exception, SystemExit)  # not a traceback
+
+    junk = tmp_path / "junk-report"
+    (junk / "videos").mkdir(parents=True)
+    (junk / "videos" / "zzz.parquet").write_text("junk")
+    for command in ([*args, "--out", str(junk)], ["report", str(junk)]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 1 and "zzz.parquet" in result.output, result.output
+        assert "move it out of the report folder" in result.output
+        assert isinstance(result.exception, SystemExit)
+
+
 def _worker_pids(name):
     pids = []
     for pid in os.listdir("/proc"):

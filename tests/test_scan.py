@@ -245,3 +245,11 @@ def test_an_unusable_detector_model_file_is_exit_2_before_anything_is_written(
         assert result.exit_code == 2, result.output
         assert str(model) in result.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("option", [["--top-k", "0"], ["--video-timeout", "0"]])
+def test_settings_that_cannot_work_are_refused_before_the_scan(option, tmp_path):
+    result = CliRunner().invoke(
+        cli, ["scan", str(tmp_path), "--out", str(tmp_path / "r"), "--checkpoint", "x.pt", *option]
+    )
+    assert result.exit_code == 2 and option[0] in result.output

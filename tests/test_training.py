@@ -187,6 +187,12 @@ def test_metrics():
     assert auc(y, [0.9, 0.8, 0.2, 0.1]) == 0.0
     rate, _ = eer(y, [0.1, 0.6, 0.4, 0.9])
     assert rate == pytest.approx(0.5)
+    assert eer(y, [0.1, 0.2, 0.8, 0.9])[0] == 0.0
+    # Ties: the ROC jumps over fpr = fnr (from fpr 0.75, fnr 1 to fpr 0.75, fnr 0.5); the
+    # nearest point alone said 0.875, the crossing is at 0.75.
+    y8 = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.75, 0.0, 0.5, 0.75, 0.25, 0.0, 0.25, 0.0]
+    assert eer(y8, scores)[0] == pytest.approx(0.75)
     assert 0.2 < choose_threshold(y, [0.1, 0.2, 0.8, 0.9]) <= 0.8
     s = summary(y, [0.1, 0.6, 0.4, 0.9], threshold=0.5)
     assert s["n"] == 4 and s["accuracy"] == 0.5
