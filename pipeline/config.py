@@ -181,6 +181,11 @@ def describe_settings(
     return " ".join(parts)
 
 
+def parse_settings(text: str) -> dict[str, str]:
+    """describe_settings' words back as a dict: {"frames": "32", ..., "threshold": "0.5"}."""
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
+
+
 def file_id(path: str) -> str:
     """name#content-hash: a detector model replaced in place is another setting, one moved to
     another folder is not."""

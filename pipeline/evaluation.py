@@ -7,6 +7,7 @@ import os
 
 from torch.utils.data import DataLoader
 
+from pipeline.config import parse_settings
 from pipeline.faceset import labelled_videos
 from pipeline.metrics import summary
 from pipeline.model import load_checkpoint, model_from_checkpoint
@@ -57,9 +58,6 @@ def evaluate_report(report_dir: str, labels_csv: str, threshold: float | None = 
 def scan_threshold(settings) -> float | None:
     """The one threshold in the scan settings of these rows; None when they name several or
     none (rows written before the settings were recorded)."""
-    found = set()
-    for text in settings.dropna():
-        for part in text.split():
-            if part.startswith("threshold="):
-                found.add(float(part.split("=", 1)[1]))
+    words = (parse_settings(text) for text in settings.dropna())
+    found = {float(w["threshold"]) for w in words if "threshold" in w}
     return found.pop() if len(found) == 1 else None

@@ -27,6 +27,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.config import parse_settings
 from pipeline.extract import FACE_META_COLUMNS, unpack_face_meta
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -461,7 +462,7 @@ def last_scan_settings(report_dir: str, model_id: str) -> dict | None:
     if not len(done):
         return None
     run = done.iloc[-1]
-    settings = dict(part.split("=", 1) for part in run.settings.split() if "=" in part)
+    settings = parse_settings(run.settings)
     exact = run.get("threshold")
     if exact is not None and not (isinstance(exact, float) and math.isnan(exact)):
         settings["threshold"] = float(exact)
