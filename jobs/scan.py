@@ -30,6 +30,7 @@ from pipeline.model import load_checkpoint, model_from_checkpoint
 from pipeline.reports import (
     ReportWriter,
     finished_videos,
+    latest_results,
     mark_interrupted_runs,
     new_run_id,
     remove_temporary_files,
@@ -329,9 +330,10 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         interrupted = mark_interrupted_runs(cfg.report_dir)
         if interrupted:
             log(f"earlier runs were interrupted: {', '.join(interrupted)}; finishing their work")
-        finished = {} if cfg.rescan else finished_videos(cfg.report_dir)
+        latest = latest_results(cfg.report_dir)
+        finished = {} if cfg.rescan else finished_videos(cfg.report_dir, latest)
         todo = pending(refs, finished, ckpt["model_id"], settings)
-        gone = vanished_videos(cfg.report_dir, cfg.video_dir, {r.path for r in refs})
+        gone = vanished_videos(cfg.report_dir, cfg.video_dir, {r.path for r in refs}, latest)
         record = {
             "run_id": run_id,
             "status": "running",

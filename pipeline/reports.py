@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.config import parse_settings
-from pipeline.extract import FACE_META_COLUMNS, unpack_face_meta
+from pipeline.extract import FACE_META_COLUMNS, empty_row, unpack_face_meta
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -313,12 +313,21 @@ def load_videos(report_dir: str, history: bool = False) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def finished_videos(report_dir: str) -> dict[str, tuple[str, str, str]]:
+def latest_results(report_dir: str) -> pd.DataFrame:
+    """The latest row per video, with the columns a scan needs to decide its work
+    (finished_videos, vanished_videos): read once, used by both."""
+    cols = ["path", "status", "fingerprint", "model_id", "settings", "run_id", "scanned_at"]
+    return _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, columns=cols))
+
+
+def finished_videos(
+    report_dir: str, latest: pd.DataFrame | None = None
+) -> dict[str, tuple[str, str, str]]:
     """path -> (fingerprint, model_id, settings) of every video whose latest result is final:
     scored (`ok`) or decoded without a face (`no_face`). Errors are not final: they are retried.
-    Rows written before the settings were recorded have "" for them."""
-    cols = ["path", "status", "fingerprint", "model_id", "settings", "run_id", "scanned_at"]
-    df = _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, columns=cols))
+    Rows written before the settings were recorded have "" for them. `latest`: what
+    latest_results gives, when the caller has it already."""
+    df = latest_results(report_dir) if latest is None else latest
     df = df[df.status.isin(["ok", "no_face"]) & df.fingerprint.notna()]
     keys = zip(df.fingerprint, df.model_id.fillna(""), df.settings.fillna(""), strict=True)
     return dict(zip(df.path, keys, strict=True))
@@ -327,17 +336,19 @@ def finished_videos(report_dir: str) -> dict[str, tuple[str, str, str]]:
 STATUS_MISSING = "missing"
 
 
-def vanished_videos(report_dir: str, video_dir: str, found: set[str]) -> list[dict]:
+def vanished_videos(
+    report_dir: str, video_dir: str, found: set[str], latest: pd.DataFrame | None = None
+) -> list[dict]:
     """Rows of status `missing` for the videos under `video_dir` that the report still lists but
     this scan no longer finds (`found`: every path it discovered, folders it could not list
     included): deleted, moved or renamed files, and folders whose listing error is gone because
     they can be listed again. Their earlier results stay in the history; only the latest row
     says they are gone. Left alone: files that still exist (another --extensions choice) and
-    anything inside a folder this scan could not list (unknown, and that folder's row says so)."""
+    anything inside a folder this scan could not list (unknown, and that folder's row says so).
+    `latest`: what latest_results gives, when the caller has it already."""
     root = os.path.abspath(video_dir)
     inside = os.path.join(root, "")  # "/videos/" (not "/videos2"), and "/" for "/"
-    cols = ["path", "status", "run_id", "scanned_at"]
-    latest = _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, columns=cols))
+    latest = latest_results(report_dir) if latest is None else latest
     rows = []
     for path, status, run_id in zip(latest.path, latest.status, latest.run_id, strict=True):
         if status == STATUS_MISSING or path in found or not path.startswith(inside):
@@ -350,25 +361,9 @@ def vanished_videos(report_dir: str, video_dir: str, found: set[str]) -> list[di
             why = "this folder can be listed again: its videos have rows of their own"
         else:  # still there, not selected this time
             continue
+        nothing = {"fake_score": math.nan, "label": "", "faces_scored": 0, "model_id": ""}
         rows.append(
-            {
-                "path": path,
-                "status": STATUS_MISSING,
-                "error": why,
-                "fake_score": math.nan,
-                "label": "",
-                "frames_sampled": 0,
-                "frames_with_face": 0,
-                "faces_scored": 0,
-                "duration_s": math.nan,
-                "fps": math.nan,
-                "width": 0,
-                "height": 0,
-                "size_bytes": 0,
-                "modified_at": math.nan,
-                "fingerprint": "",
-                "model_id": "",
-            }
+            {**empty_row({"path": path}), **nothing, "status": STATUS_MISSING, "error": why}
         )
     return rows
 
