@@ -467,9 +467,9 @@ def report(report_dir, fmt, html_path, top):
         deepfake report ~/reports/footage --format csv > videos.csv
     """  # fmt: skip
     from pipeline import summary
-    from pipeline.reports import ReportError, load_videos
+    from pipeline.reports import ReportError, load_videos, local_dir
 
-    local = os.path.expanduser(report_dir) if "://" not in report_dir else None
+    local = local_dir(report_dir)  # None for a URI
     if local and not any(os.path.isdir(os.path.join(local, d)) for d in ("videos", "runs")):
         raise InputError(f"no scan report in {report_dir} (expected {report_dir}/videos/)")
     if html_path and not os.path.isdir(os.path.dirname(os.path.abspath(html_path))):

@@ -41,11 +41,6 @@ def summarize(report_dir: str, top: int = 10) -> dict:
     }
 
 
-def _count(v) -> int:
-    """A count from a run record; runs recorded before the count existed have none."""
-    return 0 if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
-
-
 # Counts in run records; a run recorded without one (older, or still running) makes pandas hold
 # the column as floats, which would print as 4.0.
 RUN_COUNTS = ("found", "scanned", "skipped", "missing", "videos", "ok", "no_face", "error",
@@ -64,12 +59,12 @@ def text_summary(s: dict) -> str:
     lines.append("  status: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items())))
     lines.append("  label:  " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_label"].items())))
     if s["last_run"]:
-        r = s["last_run"]
+        r = s["last_run"]  # cleaned by summarize: counts are ints, or None when not recorded
         line = f"  last run {r['run_id']} ({r.get('status')})"
         if r.get("finished_at"):
             line += (
-                f": scanned {_count(r.get('scanned'))}, skipped {_count(r.get('skipped'))}, "
-                f"no longer found {_count(r.get('missing'))}, finished {r['finished_at']}"
+                f": scanned {r.get('scanned') or 0}, skipped {r.get('skipped') or 0}, "
+                f"no longer found {r.get('missing') or 0}, finished {r['finished_at']}"
             )
         else:  # running, interrupted or unreadable: no totals yet
             line += f", started {r.get('started_at')}"
