@@ -20,6 +20,7 @@ import time
 
 from pipeline.config import Preprocess
 from pipeline.extract import STATUS_ERROR, empty_row, extract_video
+from pipeline.video import read_frame
 
 # Fault injection for tests: a helper that is asked for a file whose path contains this text
 # kills itself, as a crashing decoder would.
@@ -143,22 +144,10 @@ def _serve() -> None:
         if crash_on and crash_on in path:
             os.kill(os.getpid(), signal.SIGSEGV)
         if request[0] == "frame":
-            _send(results, _read_frame(path, request[2]))
+            _send(results, read_frame(path, request[2]))
             continue
         row, preprocess, frames, max_faces = request
         _send(results, extract_video(row, Preprocess.from_dict(preprocess), frames, max_faces))
-
-
-def _read_frame(path: str, index: int):
-    import cv2
-
-    cap = cv2.VideoCapture(path)
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
-        return frame if ok else None
-    finally:
-        cap.release()
 
 
 if __name__ == "__main__":

@@ -153,6 +153,16 @@ def sample_frames(
         yield from _read_fresh(open_capture, retry)
 
 
+def read_frame(path: str, index: int) -> np.ndarray | None:
+    """Frame `index` of a video (BGR), reached the way sampling reaches it (so it is the frame
+    the scan sampled under that index); None when the file cannot be opened or has no such
+    frame."""
+    try:
+        return next((frame for _, frame in _read_fresh(lambda: open_video(path), [index])), None)
+    except VideoError:
+        return None
+
+
 def _read_fresh(
     open_capture: Callable[[], cv2.VideoCapture], targets: list[int], seek_limit: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:

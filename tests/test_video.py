@@ -9,6 +9,7 @@ from pipeline.video import (
     VideoError,
     open_video,
     probe,
+    read_frame,
     sample_frames,
     sample_indices,
 )
@@ -127,6 +128,9 @@ def test_real_video_frames_match_their_indices(tmp_path):
     assert [i for i, _ in got] == sample_indices(total, 4)
     for index, frame in got:
         assert abs(float(frame.mean()) - index % 250) < 4
+        assert np.array_equal(read_frame(path, index), frame)  # the page shows this very frame
+    assert read_frame(path, total + 5) is None
+    assert read_frame(str(tmp_path / "none.mp4"), 0) is None
 
 
 def test_not_a_video_raises_video_error(tmp_path):
