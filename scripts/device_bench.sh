@@ -19,16 +19,11 @@ nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 5
   > "$out/gpu.csv" 2>/dev/null &
 smi=$!
 clips=(--distinct 16 --width 1280 --height 720 --seconds 10 --frames 32)
+. scripts/device_run.sh
 bench() {  # name, seconds, arguments...
   local name=$1 limit=$2
   shift 2
-  echo "$name: $(date +%T)"
-  # -k: Ray turns SIGTERM into an orderly shutdown, which can itself hang
-  timeout -k 20 "$limit" python3 scripts/bench_scan.py "$@" > "/tmp/$name.log" 2>&1
-  echo "$name rc $?"
-  grep "^{" "/tmp/$name.log" | tee "$out/$name.jsonl"
-  tail -n 60 "/tmp/$name.log" > "$out/$name.log"  # the exception, when there is one
-  grep -v "^{" "/tmp/$name.log" | grep -iE "^[A-Za-z.]*(Error|Exception)\b" | tail -3
+  run_step "$name" "$limit" python3 scripts/bench_scan.py "$@"
 }
 # 720 names for 16 clips: at the expected ~10 videos/s start-up is not most of the run.
 bench defaults 230 "${clips[@]}" --videos 720 --folder /tmp/clips --stage-videos 4 \

