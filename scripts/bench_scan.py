@@ -310,7 +310,12 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 
 
 @click.command()
-@click.option("--videos", default=16, show_default=True)
+@click.option(
+    "--videos",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Videos to build [16]; with a --folder of videos, the first N of them.",
+)
 @click.option("--width", default=1280, show_default=True)
 @click.option("--height", default=720, show_default=True)
 @click.option("--seconds", default=10.0, show_default=True)
@@ -350,13 +355,27 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     from pipeline.reports import load_videos
 
     work = tempfile.mkdtemp(prefix="bench-scan-")
+    built = not feed_only and not (folder and os.path.isdir(folder) and os.listdir(folder))
+    source = folder
     if feed_only:  # the feed uses made-up crops: no videos
         paths = []
-    elif folder and os.path.isdir(folder) and os.listdir(folder):
+    elif not built:
         paths = find_videos(folder)
+        if videos is not None:  # never fewer than asked for without a word
+            if videos > len(paths):
+                raise click.UsageError(
+                    f"--videos {videos}: {folder} holds {len(paths)} videos; name an empty or "
+                    "new folder to build them there"
+                )
+            if videos < len(paths):  # the scan takes a folder: one of links to the first N
+                subset = os.path.join(work, "videos")
+                os.makedirs(subset)
+                for i, path in enumerate(paths[:videos]):
+                    os.symlink(path, os.path.join(subset, f"{i:06d}_{os.path.basename(path)}"))
+                folder, paths = subset, find_videos(subset)
     else:  # built where --folder says (kept for the next run), or in a temporary folder
         folder = folder or os.path.join(work, "videos")
-        paths = build_folder(folder, videos, width, height, seconds, fps, distinct)
+        paths = build_folder(folder, videos or 16, width, height, seconds, fps, distinct)
     pre = Preprocess(input_size=image_size, detector=detector, detect_width=detect_width,
                      reuse_boxes=reuse_boxes)  # fmt: skip
     ckpt_path = os.path.join(work, "model.pt")
@@ -365,9 +384,9 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     model = model_from_checkpoint(ckpt)  # the Scorer folds a copy; AppScorer runs it as is
     scorer = Scorer(model, pre)
     cores = os.cpu_count() or 1
-    emit(stage="setup", videos=len(paths), width=width, height=height, seconds=seconds,
-         frames=frames, detector=detector, detect_width=detect_width, reuse_boxes=reuse_boxes,
-         cores=cores,
+    clips = {"width": width, "height": height, "seconds": seconds} if built else {"folder": source}
+    emit(stage="setup", videos=len(paths), **clips, frames=frames, detector=detector,
+         detect_width=detect_width, reuse_boxes=reuse_boxes, cores=cores,
          device=str(scorer.device))  # fmt: skip
 
     knobs = {"actors_per_gpu": actors_per_gpu, "batch_videos": batch_videos}

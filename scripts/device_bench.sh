@@ -33,8 +33,6 @@ if ! bench defaults 300 "${clips[@]}" --videos 720 --folder /tmp/clips --stage-v
   exit 1
 fi
 bench feed_b64 70 --feed-only --batch-videos 64
-mkdir -p /tmp/clips240
-ls /tmp/clips/*.mp4 | head -240 | xargs -r ln -f -t /tmp/clips240
-bench no_reuse 160 "${clips[@]}" --folder /tmp/clips240 --stage-videos 4 --sequential-videos 6 \
-  --reuse-boxes 0 --no-feed
+bench no_reuse 160 "${clips[@]}" --videos 240 --folder /tmp/clips --stage-videos 4 \
+  --sequential-videos 6 --reuse-boxes 0 --no-feed
 kill "$smi" 2>/dev/null
