@@ -28,7 +28,8 @@ train() {  # name, seconds, set, image size, arguments...
     --out "/tmp/runs/$name" --sets "$set:$epochs" --image-size "$size" --no-resize \
     --augment light --epochs-frozen 0 --lr 1e-3 --lr-full 1e-3 --cpus 15 "$@"
 }
-train ffhq_p64 150 ffhq_stylegan 256 --train-crop 64 --batch-size 128
+# a failing first run stops the script, leaving the session time to fix it and run it again
+train ffhq_p64 150 ffhq_stylegan 256 --train-crop 64 --batch-size 128 || exit 1
 train ffhq_p128 150 ffhq_stylegan 256 --train-crop 128 --batch-size 64
 train ciplab_p64 90 ciplab_photoshop 256 --train-crop 64 --batch-size 128
 train lfw_p64 90 lfw_faceswap 250 --train-crop 64 --batch-size 128
