@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.reports import load_faces, load_runs, load_videos
+from pipeline.video import VideoError, open_video
 
 THUMB = 96
 
@@ -124,11 +125,12 @@ def score_over_time(
 def thumbnails(path: str, faces: pd.DataFrame, n: int = 6) -> list[tuple[str, float]]:
     """The `n` most suspicious faces of a video, cut again from the video file."""
     picked = faces.sort_values("fake_score", ascending=False).head(n)
-    cap = cv2.VideoCapture(path)
+    try:  # the scan's reader: the report's boxes are in its frames' coordinates
+        cap = open_video(path)
+    except VideoError:
+        return []
     out = []
     try:
-        if not cap.isOpened():
-            return []
         for f in picked.sort_values("frame_index").itertuples():
             cap.set(cv2.CAP_PROP_POS_FRAMES, int(f.frame_index))
             ok, frame = cap.read()

@@ -43,6 +43,9 @@ def open_video(path: str) -> cv2.VideoCapture:
     if not cap.isOpened():
         cap.release()
         raise VideoError("cannot open as a video (not a video, truncated, or unsupported codec)")
+    # Frames as shown, not as stored: phones store portrait clips sideways plus a rotation.
+    # OpenCV's default, said here so that no other default can take it away.
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return cap
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 
 import cv2
 import matplotlib
@@ -57,6 +58,47 @@ def write_video(
         writer.write(frame)
     writer.release()
     return path
+
+
+def write_phone_video(path: str | os.PathLike, frames: int = 24, rotation: bool = True) -> str:
+    """A portrait phone clip as phones store it: landscape frames (352 x 272) holding the face
+    on its side, and, with `rotation`, the track's display matrix (the mp4 `tkhd` box) saying
+    "turn 90 degrees clockwise to show" (what `ffmpeg -metadata:s:v rotate=90` writes)."""
+    path = os.fspath(path)
+    upright = [face_frame(272, 352, shift=(i % 9) - 4) for i in range(frames)]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (352, 272))
+    assert writer.isOpened(), path
+    for frame in upright:
+        writer.write(cv2.rotate(frame, cv2.ROTATE_90_COUNTERCLOCKWISE))
+    writer.release()
+    if rotation:
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        at = data.index(b"tkhd") + 4  # version, flags, then (version 0) 20 + 16 bytes
+        assert data[at] == 0, "tkhd version 0 expected"
+        matrix = at + 4 + 20 + 16
+        identity = struct.pack(">9i", 1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+        assert data[matrix : matrix + 36] == identity
+        data[matrix : matrix + 36] = struct.pack(
+            ">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30
+        )
+        with open(path, "wb") as f:
+            f.write(data)
+    return path
+
+
+def write_phone_photo(path: str | os.PathLike) -> tuple[str, np.ndarray]:
+    """A portrait phone photo as phones store it: a sideways JPEG whose EXIF orientation (6) says
+    "turn 90 degrees clockwise to show". Returns the path and the upright picture (BGR)."""
+    from PIL import Image
+
+    path = os.fspath(path)
+    upright = face_frame(272, 352)
+    img = Image.fromarray(cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)[:, :, ::-1])
+    exif = img.getexif()
+    exif[0x0112] = 6  # Orientation
+    img.save(path, quality=95, exif=exif.tobytes())
+    return path, upright
 
 
 def write_face_images(folder, n_real: int = 8, n_fake: int = 8, size: int = 64, seed: int = 0):

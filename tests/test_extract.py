@@ -3,7 +3,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-from fixtures import write_video
+from fixtures import write_phone_video, write_video
 
 from pipeline.discover import describe_file
 from pipeline.extract import extract_video, unpack_crops, unpack_face_meta
@@ -31,6 +31,16 @@ def test_face_video_gives_crops_for_most_frames(face_video, small_preprocess):
     # frame indices are the evenly spread samples; timestamps follow from the frame rate
     assert set(meta[:, 0]) <= {1, 4, 7, 10, 13, 16, 19, 22}
     assert np.allclose(meta[:, 1], meta[:, 0] / 12.0)
+
+
+def test_phone_video_is_read_upright_by_its_rotation_metadata(tmp_path, small_preprocess):
+    # Portrait phone footage stores sideways frames and a rotation to show them with: frames
+    # read without it hold a face on its side, which the detector does not find.
+    sideways = extract(write_phone_video(tmp_path / "raw.mp4", rotation=False), small_preprocess)
+    assert sideways["status"] == "no_face"
+    row = extract(write_phone_video(tmp_path / "phone.mp4"), small_preprocess)
+    assert row["status"] == "ok" and row["frames_with_face"] >= 6
+    assert (row["width"], row["height"]) == (272, 352)  # as shown, not as stored
 
 
 def test_video_without_faces_is_no_face(tmp_path, small_preprocess):

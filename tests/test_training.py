@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from fixtures import face_frame, write_face_images
+from fixtures import face_frame, write_face_images, write_phone_photo
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.metrics import auc, choose_threshold, eer, summary
@@ -14,6 +14,7 @@ from pipeline.training import (
     Repeated,
     build_transform,
     list_images,
+    load_image,
     make_optimizer,
     make_scheduler,
     resume_schedule,
@@ -235,3 +236,11 @@ def test_a_diverged_epoch_stops_before_its_weights_are_saved():
     assert np.isfinite(loss) and loss > 0
     with pytest.raises(FloatingPointError, match="diverged"):
         train_one_epoch(model, nan_loss, opt, sched, batches, "cpu")
+
+
+def test_training_images_are_read_upright_by_their_exif_orientation(tmp_path):
+    path, upright = write_phone_photo(tmp_path / "phone.jpg")
+    img = load_image(path).permute(1, 2, 0).numpy()[:, :, ::-1].astype(np.int16)  # RGB -> BGR
+    assert img.shape == upright.shape  # (352, 272, 3): as shown, not as stored
+    assert np.abs(img - upright).mean() < 4  # JPEG's error, not a turned picture
+    assert np.abs(img[::-1, ::-1] - upright).mean() > 20

@@ -8,7 +8,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from fixtures import face_frame, face_photo, write_video
+from fixtures import face_frame, face_photo, write_phone_photo, write_phone_video, write_video
 
 from pipeline.config import Preprocess
 from pipeline.explain import grad_cam
@@ -70,6 +70,21 @@ def test_a_video_gets_faces_over_time_and_a_chart(client, tmp_path):
     assert len({f["frame_index"] for f in body["faces"]}) >= 3
     assert body["visuals"]["chart"].startswith("data:image/png;base64,")
     assert body["visuals"]["frame"].startswith("data:image/jpeg;base64,")  # read in the helper
+
+
+def test_phone_photos_and_videos_are_judged_upright(client, tmp_path):
+    # Both store sideways pixels and a rotation (EXIF orientation, the mp4 display matrix):
+    # read as stored, the face lies on its side and is not found.
+    photo, _ = write_phone_photo(tmp_path / "phone.jpg")
+    video = write_phone_video(tmp_path / "phone.mp4", frames=12)
+    for path, frames in ((photo, 1), (video, 3)):
+        with open(path, "rb") as f:
+            body = post(client, f.read(), os.path.basename(path)).json
+        assert body["verdict"] in ("fake", "real"), body
+        assert len({face["frame_index"] for face in body["faces"]}) >= frames
+        for face in body["faces"]:  # inside the upright 272 x 352 picture
+            x, y, w, h = face["box"]
+            assert x + w <= 272 + 2 and y + h <= 352 + 2 and min(w, h) > 50
 
 
 def test_no_face_is_said_plainly(client):
