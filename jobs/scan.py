@@ -313,6 +313,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         "detector": cfg.detector,
         "detector_model": cfg.detector_model,
         "reuse_boxes": cfg.reuse_boxes,
+        "detect_width": cfg.detect_width,
     }
     overrides = {k: v for k, v in overrides.items() if v not in (None, "")}
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])

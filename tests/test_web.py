@@ -184,7 +184,8 @@ def test_with_a_report_uploads_are_judged_with_its_scans_settings(checkpoint, tm
     report = str(tmp_path)
     ours = {"run_id": "20261101T000000Z-aaaaaa", "status": "completed",
             "model_id": load_checkpoint(checkpoint)["model_id"],
-            "settings": "frames=3 max_faces=1 detector=haar reuse_boxes=0 aggregate=max "
+            "settings": "frames=3 max_faces=1 detector=haar detect_width=960 reuse_boxes=0 "
+                        "aggregate=max "
                         "threshold=0.734182", "threshold": 0.73418236,
             "started_at": "2026-11-01T00:00:00+00:00"}  # fmt: skip
     write_run_record(report, ours)
@@ -197,11 +198,14 @@ def test_with_a_report_uploads_are_judged_with_its_scans_settings(checkpoint, tm
     a = app.config["ANALYZER"]
     assert (a.threshold, a.aggregate, a.frames, a.max_faces) == (0.73418236, "max", 3, 1)
     assert (a.preprocess.detector, a.preprocess.reuse_boxes) == ("haar", 0)
+    assert a.preprocess.detect_width == 960
     page = app.test_client().get("/").get_data(as_text=True)
     assert "aggregate=max" in page and "scan run 20261101T000000Z-aaaaaa" in page
     body = post(app.test_client(), jpeg(face_photo()), "hopper.jpg").json
     assert body["threshold"] == 0.73418236
-    assert body["settings"].startswith("frames=3 max_faces=1 detector=haar reuse_boxes=0")
+    assert body["settings"].startswith(
+        "frames=3 max_faces=1 detector=haar detect_width=960 reuse_boxes=0"
+    )
     assert create_app(checkpoint, reports_dir=report, frames=5).config["ANALYZER"].frames == 5
 
 

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from pipeline.config import DETECT_WIDTH
 from pipeline.model import load_checkpoint, model_from_checkpoint
 from pipeline.reports import last_scan_settings
 from pipeline.scoring import Scorer
@@ -43,15 +44,18 @@ def create_app(
     trusted_hosts: list[str] | None = None,
 ) -> Flask:
     """With `reports_dir`, the page judges an upload with the settings of the last scan into
-    it made with this checkpoint (threshold, aggregate, frames, faces, detector), so that it
-    agrees with the report; `frames` and `max_faces` given here win. Otherwise the
-    checkpoint's own threshold and detector, the confident aggregate, 32 frames, 2 faces."""
+    it made with this checkpoint (threshold, aggregate, frames, faces, detector, detect width,
+    reuse of boxes), so that it agrees with the report; `frames` and `max_faces` given here win.
+    Otherwise the checkpoint's own threshold and detector, the confident aggregate, 32 frames,
+    2 faces."""
     ckpt = load_checkpoint(checkpoint)  # weights_only=True: no pickled code runs
     scorer = Scorer(model_from_checkpoint(ckpt), ckpt["preprocess"])
     scan = (last_scan_settings(reports_dir, ckpt["model_id"]) if reports_dir else None) or {}
     overrides = {}
     if "reuse_boxes" in scan:
         overrides["reuse_boxes"] = int(scan["reuse_boxes"])
+    if scan:  # the scan's words leave the default detect width unsaid
+        overrides["detect_width"] = int(scan.get("detect_width", DETECT_WIDTH))
     if "detector" in scan and "detector_model" not in scan:  # a model file: only its name is kept
         overrides["detector"] = scan["detector"]
     analyzer = Analyzer(
