@@ -547,7 +547,13 @@ def report(report_dir, fmt, html_path, top):
     default=None,
     help="Faces scored per frame, largest first. [default: the report's scan's, or 2]",
 )
-def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces):
+@click.option(
+    "--detect-width",
+    type=click.IntRange(min=MIN_DETECT_WIDTH),
+    default=None,
+    help=DETECT_WIDTH_HELP + " [default: the report's scan's, or the checkpoint's]",
+)
+def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces, detect_width):
     """A web page to check one image or video: faces, scores, heatmaps, verdict.
 
     \b
@@ -568,6 +574,7 @@ def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces)
             max_upload_mb=max_upload_mb,
             frames=frames,
             max_faces=max_faces,
+            detect_width=detect_width,
             trusted_hosts=["127.0.0.1", "localhost"] if loopback else None,
         )
     except CheckpointError as exc:

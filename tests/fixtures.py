@@ -60,19 +60,22 @@ def write_video(
     return path
 
 
-def write_wide_shot(path: str | os.PathLike, frames: int = 6) -> str:
+def wide_shot_frame(shift: int = 0) -> np.ndarray:
     """A 1080p wide shot: the photo 320 px tall, so the face is about 100 px (5% of the width),
     too small to be found in the frame downscaled to the default 480 px."""
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[380:700, 640 + shift : 928 + shift] = face_frame(288, 320)
+    return frame
+
+
+def write_wide_shot(path: str | os.PathLike, frames: int = 6) -> str:
+    """A video of `wide_shot_frame`s, the person drifting a little."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (1920, 1080))
     assert writer.isOpened(), path
-    person = face_frame(288, 320)
     for i in range(frames):
-        frame = np.full((1080, 1920, 3), 90, np.uint8)
-        x = 640 + 4 * i
-        frame[380:700, x : x + 288] = person
-        writer.write(frame)
+        writer.write(wide_shot_frame(shift=4 * i))
     writer.release()
     return path
 

@@ -8,7 +8,14 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from fixtures import face_frame, face_photo, write_phone_photo, write_phone_video, write_video
+from fixtures import (
+    face_frame,
+    face_photo,
+    wide_shot_frame,
+    write_phone_photo,
+    write_phone_video,
+    write_video,
+)
 
 from pipeline.config import Preprocess
 from pipeline.explain import grad_cam
@@ -92,6 +99,39 @@ def test_no_face_is_said_plainly(client):
     body = post(client, jpeg(plain)).json
     assert body["verdict"] == "no_face" and body["fake_score"] is None
     assert "No face" in body["message"]
+
+
+def test_a_face_too_small_for_the_detect_width_is_explained_and_found_when_asked(
+    client, checkpoint
+):
+    wide = jpeg(wide_shot_frame())
+    body = post(client, wide, "wide.jpg").json
+    assert body["verdict"] == "no_face"
+    assert "narrower than about 144 px" in body["message"] and "--detect-width" in body["message"]
+    wider = create_app(checkpoint, frames=4, detect_width=960).test_client()
+    body = post(wider, wide, "wide.jpg").json
+    assert body["verdict"] in ("fake", "real") and len(body["faces"]) == 1
+    assert "detect_width=960" in body["settings"]
+    assert "message" not in post(client, jpeg(face_photo())).json  # found: nothing to explain
+
+
+def test_serve_hands_its_options_to_the_page(checkpoint, monkeypatch):
+    from click.testing import CliRunner
+    from flask import Flask
+
+    from jobs.cli import cli
+
+    served = {}
+    monkeypatch.setattr(Flask, "run", lambda app, **kw: served.update(app=app, **kw))
+    args = ["serve", "--checkpoint", checkpoint, "--port", "5123", "--frames", "5",
+            "--max-faces", "3", "--detect-width", "960"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    a = served["app"].config["ANALYZER"]
+    assert (a.frames, a.max_faces, a.preprocess.detect_width) == (5, 3, 960)
+    assert (served["host"], served["port"], served["debug"]) == ("127.0.0.1", 5123, False)
+    bad = CliRunner().invoke(cli, [*args[:-1], "16"])
+    assert bad.exit_code == 2 and "--detect-width" in bad.output
 
 
 def test_missing_file_is_400(client):

@@ -41,11 +41,13 @@ def create_app(
     max_upload_mb: float = 200,
     frames: int | None = None,
     max_faces: int | None = None,
+    detect_width: int | None = None,
     trusted_hosts: list[str] | None = None,
 ) -> Flask:
     """With `reports_dir`, the page judges an upload with the settings of the last scan into
     it made with this checkpoint (threshold, aggregate, frames, faces, detector, detect width,
-    reuse of boxes), so that it agrees with the report; `frames` and `max_faces` given here win.
+    reuse of boxes), so that it agrees with the report; `frames`, `max_faces` and
+    `detect_width` given here win.
     Otherwise the checkpoint's own threshold and detector, the confident aggregate, 32 frames,
     2 faces."""
     ckpt = load_checkpoint(checkpoint)  # weights_only=True: no pickled code runs
@@ -58,6 +60,8 @@ def create_app(
         overrides["detect_width"] = int(scan.get("detect_width", DETECT_WIDTH))
     if "detector" in scan and "detector_model" not in scan:  # a model file: only its name is kept
         overrides["detector"] = scan["detector"]
+    if detect_width:
+        overrides["detect_width"] = detect_width
     analyzer = Analyzer(
         scorer,
         ckpt,

@@ -16,7 +16,7 @@ from pipeline.config import describe_settings
 from pipeline.discover import describe_file
 from pipeline.explain import grad_cam, overlay
 from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
-from pipeline.faces import detect_faces, make_detector
+from pipeline.faces import SMALLEST_FACE_PX, detect_faces, make_detector
 from pipeline.isolate import IsolatedExtractor
 from pipeline.summary import score_over_time
 
@@ -100,9 +100,9 @@ class Analyzer:
 
     def _analyze(self, path: str, kind: str, visuals: bool) -> dict:
         if kind in IMAGE_KINDS:
-            crops, meta, frames_sampled, frame = self._image(path)
+            crops, meta, frames_sampled, frame, width = self._image(path)
         elif kind in VIDEO_KINDS:
-            crops, meta, frames_sampled, frame = self._video(path)
+            crops, meta, frames_sampled, frame, width = self._video(path)
         else:
             raise AnalysisError(f"unsupported file type {kind}")
         scores = self.scorer.score(crops) if len(crops) else np.empty(0, np.float32)
@@ -126,7 +126,9 @@ class Analyzer:
             "settings": self.settings,
         }
         if not len(crops):
-            result["message"] = "No face was found, so there is nothing to score."
+            result["message"] = (
+                "No face was found, so there is nothing to score." + self._too_small(width)
+            )
         if visuals:
             result["visuals"] = self._visuals(path, kind, crops, meta, scores, frame)
         return result
@@ -142,7 +144,18 @@ class Analyzer:
             [[0, math.nan, k, f.box.x, f.box.y, f.box.w, f.box.h] for k, f in enumerate(faces)],
             np.float64,
         ).reshape(-1, 7)
-        return crops, meta, 1, frame
+        return crops, meta, 1, frame, frame.shape[1]
+
+    def _too_small(self, width: int) -> str:
+        """Where a picture is searched downscaled, the smallest face it can find, in words."""
+        searched = self.preprocess.detect_width
+        if width <= searched:
+            return ""
+        return (
+            f" In a picture {width} px wide, faces narrower than about "
+            f"{round(SMALLEST_FACE_PX * width / searched)} px are too small to be found at the "
+            f"detect width of {searched} px (`deepfake serve --detect-width` searches wider)."
+        )
 
     def _video(self, path: str):
         row = self.extractor.extract(
@@ -151,7 +164,8 @@ class Analyzer:
         if row["status"] == STATUS_ERROR:
             raise AnalysisError(f"the video could not be read: {row['error']}")
         crops = unpack_crops(row["crops"], row["crop_size"] or self.preprocess.input_size)
-        return crops, unpack_face_meta(row["face_meta"]), int(row["frames_sampled"]), None
+        meta = unpack_face_meta(row["face_meta"])
+        return crops, meta, int(row["frames_sampled"]), None, int(row["width"])
 
     def _visuals(self, path, kind, crops, meta, scores, frame) -> dict:
         out: dict = {"faces": []}
