@@ -39,7 +39,7 @@ REUSE_HELP = (
 DETECT_WIDTH_HELP = (
     "Search for faces in frames downscaled to this width in pixels (never enlarged; crops come"
     " from the full frame). Larger finds smaller faces and costs more: the smallest face found"
-    " is about 7% of the frame's width at 480, 3.5% at 960."
+    " is about 7.5% of the frame's width at 480, half that at 960."
 )
 
 

