@@ -23,7 +23,7 @@ from ray.data import ActorPoolStrategy, DataContext
 
 from pipeline.config import Preprocess, ScanConfig, describe_settings
 from pipeline.discover import discover
-from pipeline.faces import make_detector
+from pipeline.faces import make_detector, smallest_face
 from pipeline.isolate import IsolatedExtractor
 from pipeline.lock import ScanLock
 from pipeline.model import load_checkpoint, model_from_checkpoint
@@ -386,6 +386,14 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
                 "scanned": counts["videos"],
                 "finished_at": datetime.now(UTC).isoformat(),
             },
+        )
+    if summary["no_face"]:  # the one cause the user can act on, in the morning's log
+        searched, n = ckpt["preprocess"].detect_width, summary["no_face"]
+        log(
+            f"{n} video{'s' * (n != 1)} without a face found: faces narrower than about "
+            f"{100 * smallest_face(ckpt['preprocess']) / searched:.1f}% of a frame's width are "
+            f"too small at the detect width of {searched} px (--detect-width {2 * searched} "
+            "finds faces half that size, and scores those videos again)"
         )
     return summary
 

