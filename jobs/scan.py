@@ -390,10 +390,10 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     if summary["no_face"]:  # the one cause the user can act on, in the morning's log
         searched, n = ckpt["preprocess"].detect_width, summary["no_face"]
         log(
-            f"{n} video{'s' * (n != 1)} without a face found: faces narrower than about "
-            f"{100 * smallest_face(ckpt['preprocess']) / searched:.1f}% of a frame's width are "
-            f"too small at the detect width of {searched} px (--detect-width {2 * searched} "
-            "finds faces half that size, and scores those videos again)"
+            f"{n} video{'s' * (n != 1)} without a face found; if faces are there, those narrower "
+            f"than about {100 * smallest_face(ckpt['preprocess']) / searched:.1f}% of the frame's "
+            f"width are too small at the detect width of {searched} px (--detect-width "
+            f"{2 * searched} finds faces half that size, and scores those videos again)"
         )
     return summary
 
