@@ -43,6 +43,17 @@ DETECT_WIDTH_HELP = (
 )
 
 
+def detect_width_option(default: int | None, default_help: str = ""):
+    """--detect-width, as scan, extract-faces and serve take it."""
+    return click.option(
+        "--detect-width",
+        type=click.IntRange(min=MIN_DETECT_WIDTH),
+        default=default,
+        show_default=default is not None,
+        help=DETECT_WIDTH_HELP + default_help,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deepfake-pipeline")
 def cli():
@@ -96,12 +107,7 @@ def cli():
     default=None,
     help=REUSE_HELP + " [default: the checkpoint's]",
 )
-@click.option(
-    "--detect-width",
-    type=click.IntRange(min=MIN_DETECT_WIDTH),
-    default=None,
-    help=DETECT_WIDTH_HELP + " [default: the checkpoint's]",
-)
+@detect_width_option(None, " [default: the checkpoint's]")
 @click.option("--rescan", is_flag=True, help="Score every video again, also unchanged ones.")
 @click.option(
     "--flush-seconds",
@@ -221,13 +227,7 @@ def scan(
     show_default=True,
     help=REUSE_HELP,
 )
-@click.option(
-    "--detect-width",
-    type=click.IntRange(min=MIN_DETECT_WIDTH),
-    default=DETECT_WIDTH,
-    show_default=True,
-    help=DETECT_WIDTH_HELP,
-)
+@detect_width_option(DETECT_WIDTH)
 @click.option(
     "--val-fraction",
     default=0.0,
@@ -547,12 +547,7 @@ def report(report_dir, fmt, html_path, top):
     default=None,
     help="Faces scored per frame, largest first. [default: the report's scan's, or 2]",
 )
-@click.option(
-    "--detect-width",
-    type=click.IntRange(min=MIN_DETECT_WIDTH),
-    default=None,
-    help=DETECT_WIDTH_HELP + " [default: the report's scan's, or the checkpoint's]",
-)
+@detect_width_option(None, " [default: the report's scan's, or the checkpoint's]")
 def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces, detect_width):
     """A web page to check one image or video: faces, scores, heatmaps, verdict.
 

@@ -16,6 +16,11 @@ DETECT_WIDTH = 480  # the default; also the one width the scan's settings text l
 MIN_DETECT_WIDTH = 64
 
 
+def check_detect_width(width: int) -> None:
+    if width < MIN_DETECT_WIDTH:
+        raise ValueError(f"detect_width must be at least {MIN_DETECT_WIDTH} pixels")
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How a face becomes a model input. Saved in every checkpoint so that training and
@@ -39,8 +44,7 @@ class Preprocess:
     def __post_init__(self) -> None:
         if self.reuse_boxes < 0:
             raise ValueError("reuse_boxes must be 0 or more")
-        if self.detect_width < MIN_DETECT_WIDTH:
-            raise ValueError(f"detect_width must be at least {MIN_DETECT_WIDTH} pixels")
+        check_detect_width(self.detect_width)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -103,8 +107,8 @@ class ScanConfig:
             raise ValueError("batch_videos must be at least 1")
         if self.actors_per_gpu < 1:
             raise ValueError("actors_per_gpu must be at least 1")
-        if self.detect_width is not None and self.detect_width < MIN_DETECT_WIDTH:
-            raise ValueError(f"detect_width must be at least {MIN_DETECT_WIDTH} pixels")
+        if self.detect_width is not None:
+            check_detect_width(self.detect_width)
 
 
 @dataclass(frozen=True)
