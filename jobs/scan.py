@@ -322,7 +322,8 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], **overrides)
         make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
         settings = scan_settings(cfg, ckpt["preprocess"], threshold)  # reads a model file
-        refs = discover(cfg.video_dir, cfg.extensions)
+        metadata: list[str] = []
+        refs = discover(cfg.video_dir, cfg.extensions, metadata)
     except ValueError as exc:  # only these are the user's input; later ones are failures
         raise ScanInputError(str(exc)) from exc
     run_id = cfg.run_id or new_run_id()
@@ -347,6 +348,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             "found": len(refs),
             "skipped": len(refs) - len(todo),
             "missing": len(gone),
+            "metadata_files": len(metadata),
         }
         write_run_record(cfg.report_dir, record)
         log(
@@ -354,6 +356,12 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             f"{len(refs) - len(todo)} unchanged, {len(gone)} no longer found; "
             f"model {ckpt['model_id']}; {settings}"
         )
+        if metadata:
+            log(
+                f"left out {len(metadata)} macOS metadata file(s) named like videos "
+                f"('._' companions that macOS writes on exFAT/FAT drives, no video in them), "
+                f"e.g. {metadata[0]}"
+            )
         counts: Counter = Counter()
         try:
             _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, counts)

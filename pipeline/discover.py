@@ -22,6 +22,11 @@ from pipeline.config import VIDEO_EXTENSIONS
 # re-encode or a replaced file with the same size and mtime, cheap enough for thousands of files.
 SAMPLE_BYTES = 64 * 1024
 
+# macOS writes an AppleDouble companion "._NAME" (extended attributes, a few KB, no video in it)
+# next to every file it copies to a drive without its own metadata support: exFAT and FAT, the
+# drives footage travels on. They start with this magic number.
+APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07"
+
 
 @dataclass(frozen=True)
 class VideoRef:
@@ -50,12 +55,15 @@ def find_videos(
     root: str | os.PathLike,
     extensions: Iterable[str] = VIDEO_EXTENSIONS,
     unreadable: list[tuple[str, str]] | None = None,
+    metadata: list[str] | None = None,
 ) -> list[str]:
     """Every file under `root` whose extension is one of `extensions`, compared case-insensitively,
     sorted, absolute paths. Symlinks are followed, to files and to folders; a folder reached twice
     (a link loop, two links, a link into the tree) is walked once, by its real path when it has one
     inside `root`, else by the first link in sorted order. Folders that cannot be listed go to
-    `unreadable` as (folder, reason); without that list, the first one raises PermissionError."""
+    `unreadable` as (folder, reason); without that list, the first one raises PermissionError.
+    macOS "._" metadata files (by their content, see `is_appledouble`) are not videos: they are
+    left out, and go to `metadata` when it is given."""
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         raise NotADirectoryError(f"video folder not found: {root}")
@@ -86,11 +94,26 @@ def find_videos(
             links += [p for d in dirnames if os.path.islink(p := os.path.join(dirpath, d))]
             for name in filenames:
                 if os.path.splitext(name)[1].lower() in exts:
-                    found.append(os.path.join(dirpath, name))
+                    path = os.path.join(dirpath, name)
+                    if name.startswith("._") and is_appledouble(path):
+                        if metadata is not None:
+                            metadata.append(path)
+                    else:
+                        found.append(path)
         if not queue:
             queue, links = links, []
     found.sort()
     return found
+
+
+def is_appledouble(path: str) -> bool:
+    """Whether the file starts like a macOS AppleDouble file; False when it cannot be read (it
+    then stays a video, and its error is reported)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(APPLEDOUBLE_MAGIC)) == APPLEDOUBLE_MAGIC
+    except OSError:
+        return False
 
 
 def fingerprint_file(path: str, size: int, mtime_ns: int) -> str:
@@ -154,11 +177,14 @@ def describe_files(paths: Iterable[str], threads: int = 8) -> Iterator[VideoRef]
 
 
 def discover(
-    root: str | os.PathLike, extensions: Iterable[str] = VIDEO_EXTENSIONS
+    root: str | os.PathLike,
+    extensions: Iterable[str] = VIDEO_EXTENSIONS,
+    metadata: list[str] | None = None,
 ) -> list[VideoRef]:
     """A reference for every video under `root`, and an error reference for every folder that
-    could not be listed (its videos are unknown, so the report says so instead of omitting them)."""
+    could not be listed (its videos are unknown, so the report says so instead of omitting them).
+    macOS "._" metadata files are left out, and go to `metadata` when it is given."""
     unreadable: list[tuple[str, str]] = []
-    refs = list(describe_files(find_videos(root, extensions, unreadable)))
+    refs = list(describe_files(find_videos(root, extensions, unreadable, metadata)))
     refs += [VideoRef(folder, 0, None, "", error=reason) for folder, reason in unreadable]
     return sorted(refs, key=lambda r: r.path)

@@ -47,6 +47,8 @@ def test_rescans_only_what_changed(ray_session, checkpoint, tmp_path):
     for name in ("a", "b", "c"):
         write_video(videos / f"{name}.mp4", frames=6)
     (videos / "broken.mp4").write_text("not a video")
+    # what macOS leaves next to a.mp4 on an exFAT drive: metadata, not a video, not a row
+    (videos / "._a.mp4").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X" + bytes(4000))
     report = tmp_path / "report"
 
     first = scan(videos, report, checkpoint)
@@ -84,6 +86,8 @@ def test_rescans_only_what_changed(ray_session, checkpoint, tmp_path):
     assert list(runs.status) == ["completed"] * 7
     assert list(runs.scanned) == [4, 1, 3, 5, 5, 5, 1]
     assert list(runs.skipped) == [0, 3, 2, 0, 0, 0, 4]
+    assert list(runs.metadata_files) == [1] * 7
+    assert str(videos / "._a.mp4") not in set(history.path)
     for key in ("ok", "no_face", "error", "started_at", "finished_at", "videos_per_s"):
         assert runs[key].notna().all(), key
 

@@ -24,6 +24,20 @@ def test_finds_videos_recursively_case_insensitively(tmp_path):
     assert find_videos(tmp_path) == sorted(want)
 
 
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4000)
+
+
+def test_macos_metadata_files_are_left_out_by_their_content(tmp_path):
+    video = touch(tmp_path / "clip.mp4")
+    metadata = touch(tmp_path / "._clip.mp4", APPLEDOUBLE)
+    # a video whose name starts with "._" is still a video
+    named_alike = touch(tmp_path / "._take2.mp4", b"\x00\x00\x00\x18ftypmp42")
+    left_out: list[str] = []
+    assert find_videos(tmp_path, metadata=left_out) == [named_alike, video]
+    assert left_out == [metadata]
+    assert [r.path for r in discover(tmp_path)] == [named_alike, video]
+
+
 def test_extensions_can_be_overridden(tmp_path):
     touch(tmp_path / "a.mp4")
     ts = touch(tmp_path / "b.TS")
