@@ -61,7 +61,24 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             num_cpus=num_cpus,
             include_dashboard=False,
             logging_level=logging.WARNING,
+            runtime_env={"worker_process_setup_hook": quiet_embedded_worker},
         )
+
+
+# Ray Train's placement-group cleaner asks the dashboard's state API, every second, whether the
+# training controller still lives, so that a cluster it outlives gets its resources back. An
+# embedded instance has no dashboard and ends with this process: the cleaner has nothing to do,
+# but said so in a warning a second for a whole training run, and in a traceback at its end.
+EMBEDDED_QUIET_LOGGERS = (
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner",
+    "ray.train.v2._internal.callbacks.placement_group_callback",
+)
+
+
+def quiet_embedded_worker() -> None:
+    """Run in every worker process of the embedded instance, before any task."""
+    for name in EMBEDDED_QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 _EXTRACTOR: IsolatedExtractor | None = None

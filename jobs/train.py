@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import logging
 import math
 import os
 import sys
@@ -208,6 +209,7 @@ def repair_run_dir(run_dir: str, state: dict) -> None:
 
 def train_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
+    quiet_report_lines()
     cfg = TrainConfig(**loop_config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -257,7 +259,7 @@ def train_loop(loop_config: dict) -> None:
         best_auc = float(state.get("best_auc", -math.inf))
         best_epoch = state.get("best_epoch")
         if rank == 0:
-            print(f"resuming after epoch {state['epoch']} from {cfg.run_dir}/last.pt", flush=True)
+            say(f"resuming after epoch {state['epoch']} from {cfg.run_dir}/last.pt")
     model.to(device)
     if fast_path(device):
         model = model.to(memory_format=torch.channels_last)
@@ -334,12 +336,26 @@ def train_loop(loop_config: dict) -> None:
             if improved:
                 save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), model, **common)
             write_metrics(cfg.run_dir, history)
-            print(
+            say(
                 f"epoch {epoch} ({phase}): train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
-                f"acc {s['accuracy']:.4f}, auc {s['auc']:.4f}, eer {s['eer']:.4f}",
-                flush=True,
+                f"acc {s['accuracy']:.4f}, auc {s['auc']:.4f}, eer {s['eer']:.4f}"
             )
         ray.train.report(metrics)
+
+
+def quiet_report_lines() -> None:
+    """Ray Train logs every report again, as a dict, at INFO, under a logger named after its
+    source file, which LoggingConfig's level does not reach; the epoch line says it already."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+def say(msg: str) -> None:
+    """A progress line from the training worker, once. Ray Train replaces `print` in its
+    workers with one that writes the line and also logs it, so it reached the console twice;
+    the process's own stderr is streamed to the driver like any worker output."""
+    print(msg, file=sys.__stderr__, flush=True)
 
 
 def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> dict:
@@ -388,6 +404,9 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
             # A worker that dies (OOM, lost node) restarts the group; the loop resumes from
             # last.pt, so at most the epoch in progress is repeated.
             failure_config=ray.train.FailureConfig(max_failures=2),
+            # Ray Train's own INFO lines (resource requests, each report again as a dict) would
+            # bury the one line an epoch that the loop prints; its warnings still show.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     trainer.fit()
