@@ -3,10 +3,12 @@ folder, and a small multi-node cluster. Kills are real: SIGKILL to real processe
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pyarrow.dataset as pads
@@ -356,7 +358,21 @@ def test_a_run_that_fails_exits_non_zero(checkpoint, tmp_path, face_video):
     assert result.exit_code != 0
 
 
-def test_scan_survives_losing_a_worker_node_of_a_cluster(checkpoint, tmp_path):
+@pytest.fixture
+def own_ray_tmpdir():
+    """Environment for a test's own Ray cluster: its sessions, and the address file that
+    `ray start` and ray.cluster_utils write for `ray.init()` to find, go to a private folder
+    (short: Ray's socket paths must fit 107 bytes), never /tmp/ray, where a killed cluster's
+    stale address would send this machine's next plain `ray.init()` looking for it."""
+    address_file = os.path.join(tempfile.gettempdir(), "ray", "ray_current_cluster")
+    had_address = os.path.exists(address_file)
+    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    yield {**os.environ, "RAY_TMPDIR": folder}
+    shutil.rmtree(folder, ignore_errors=True)
+    assert os.path.exists(address_file) == had_address, "the test left a Ray address behind"
+
+
+def test_scan_survives_losing_a_worker_node_of_a_cluster(checkpoint, tmp_path, own_ray_tmpdir):
     videos = tmp_path / "videos"
     n = 12
     for i in range(n):
@@ -365,7 +381,7 @@ def test_scan_survives_losing_a_worker_node_of_a_cluster(checkpoint, tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tests", "cluster_scan.py"), str(videos),
          str(report), checkpoint, "3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=400,
+        cwd=ROOT, env=own_ray_tmpdir, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = last_json(done.stdout)
@@ -382,13 +398,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_scan_runs_as_a_ray_job_submitted_to_a_cluster(checkpoint, face_video, tmp_path):
+def test_scan_runs_as_a_ray_job_submitted_to_a_cluster(
+    checkpoint, face_video, tmp_path, own_ray_tmpdir
+):
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     port = _free_port()
     # A local dev cluster without token authentication; real clusters pass their token.
     # The job's `python` must be this environment's, as it is on a cluster set up for the job.
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": path}
+    env = {**own_ray_tmpdir, "RAY_AUTH_MODE": "disabled", "PATH": path}
     # Every port of its own: the test session's Ray already holds the default ones.
     ports = [f"--{name}={_free_port()}" for name in (
         "port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
