@@ -206,7 +206,8 @@ def scan(
     "--labels",
     "labels_csv",
     type=click.Path(exists=True, dir_okay=False),
-    help="CSV of path,label (real/fake or 0/1). [default: VIDEO_DIR/{real,fake}/]",
+    help="CSV of path,label (real/fake or 0/1); relative paths are relative to the CSV's "
+    "folder. [default: VIDEO_DIR/{real,fake}/]",
 )
 @click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
 @click.option("--max-faces", default=1, show_default=True, help="Faces kept per frame.")
@@ -426,7 +427,7 @@ def train(
     "--labels",
     "labels_csv",
     type=click.Path(exists=True, dir_okay=False),
-    help="CSV of path,label for --report.",
+    help="CSV of path,label for --report; relative paths are relative to the CSV's folder.",
 )
 @click.option(
     "--threshold",

@@ -50,6 +50,7 @@ def evaluate_report(report_dir: str, labels_csv: str, threshold: float | None = 
     else:  # nothing to measure: say how many there were and why, not a library's error
         out = {"n": 0, "accuracy": math.nan, "auc": math.nan, "eer": math.nan}
         out["threshold"] = threshold
+        out["confusion"] = {"tn": 0, "fp": 0, "fn": 0, "tp": 0}
     out["unscored"] = int(len(videos) - len(scored))
     out["missing_from_report"] = int(len(truth) - len(videos))
     return out

@@ -170,6 +170,7 @@ def test_evaluate_a_scan_report_against_video_labels(tmp_path):
     nothing.write_text("path,label\nx/a.mp4,fake\n")
     code, out = evaluate(labels=nothing)
     assert code == 0 and out["n"] == 0 and out["accuracy"] is None
+    assert out["confusion"] == {"tn": 0, "fp": 0, "fn": 0, "tp": 0}  # the same keys as ever
     assert out["missing_from_report"] == 1
     nothing.write_text("video,label\na.mp4,fake\n")
     code, result = evaluate(labels=nothing)
