@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipeline.container import diagnose
+
 # Between two wanted frames closer than this, grabbing (decoding without converting) is cheaper
 # than a seek, which decodes from the previous keyframe anyway.
 SEEK_GAP = 96
@@ -42,7 +44,10 @@ def open_video(path: str) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
-        raise VideoError("cannot open as a video (not a video, truncated, or unsupported codec)")
+        why = diagnose(path)
+        if why:
+            raise VideoError(f"cannot open as a video: {why}")
+        raise VideoError("cannot open as a video (damaged, or a codec this OpenCV lacks)")
     # Frames as shown, not as stored: phones store portrait clips sideways plus a rotation.
     # OpenCV's default, said here so that no other default can take it away.
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)

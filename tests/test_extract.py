@@ -82,7 +82,7 @@ def test_4k_video(tmp_path, small_preprocess):
         (lambda p: p.write_text("just text"), "cannot open as a video"),
         (
             lambda p: p.write_bytes(truncated_copy(write_video(p.with_suffix(".src.mp4")))),
-            "cannot open as a video",
+            "cannot open as a video: cut short: it stops at byte 5,000",
         ),
         (lambda p: os.symlink(p.with_name("gone.mp4"), p), "dangling symlink"),
     ],

@@ -3,6 +3,7 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from fixtures import write_video
 
 from pipeline.video import (
     SEEK_GAP,
@@ -136,8 +137,45 @@ def test_real_video_frames_match_their_indices(tmp_path):
 def test_not_a_video_raises_video_error(tmp_path):
     path = tmp_path / "text.mp4"
     path.write_text("not a video")
-    with pytest.raises(VideoError, match="cannot open"):
+    with pytest.raises(VideoError, match="cannot open as a video: not a video: the file is text"):
         open_video(str(path))
+
+
+def box(kind: bytes, payload: bytes = b"", size: int | None = None) -> bytes:
+    return struct.pack(">I4s", len(payload) + 8 if size is None else size, kind) + payload
+
+
+FTYP = box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        # a copy that stopped early: the mp4v writer puts its index (moov) after the frames
+        ("half", "cut short: it stops at byte "),
+        # a camera that died mid-recording: frames written, the index never
+        (FTYP + box(b"mdat", bytes(5000), size=0), "no 'moov' index: the recording was never"),
+        (b"<!DOCTYPE html><html><body>403 Forbidden</body></html>", "web page or data"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(2000), "not a video: the file is a PDF"),
+        (bytes(4096), "its first bytes are all zeros"),
+        (bytes(range(256)) * 8, "its content is no known video container"),
+        # the boxes are whole, the index is there but broken: nothing to say beyond OpenCV
+        (FTYP + box(b"moov", b"\xff" * 64), "cannot open as a video (damaged, or a codec"),
+    ],
+    ids=["cut-short", "never-finalised", "html", "pdf", "zeros", "unknown", "damaged"],
+)
+def test_a_file_that_cannot_be_opened_says_why(tmp_path, content, reason):
+    path = tmp_path / "bad.mp4"
+    if content == "half":
+        with open(write_video(tmp_path / "good.mp4", frames=12), "rb") as f:
+            data = f.read()
+        content = data[: len(data) // 2]
+        reason += f"{len(content):,}, inside its 'mdat' box"
+    path.write_bytes(content)
+    with pytest.raises(VideoError) as raised:
+        open_video(str(path))
+    assert str(raised.value).startswith("cannot open as a video")
+    assert reason in str(raised.value)
 
 
 def test_real_video_longer_than_its_header_says_gives_the_frames_it_names(tmp_path):

@@ -1,0 +1,117 @@
+"""Why a file OpenCV cannot open is not a video: a look at its bytes, for the report's error.
+
+FFmpeg says why on the worker's stderr ("moov atom not found"), which no report row keeps. The
+usual reasons on real footage are few and can be told from the container's first bytes and its
+top-level boxes: a copy or download that stopped early, a recording the camera never finalised,
+or a file that is no video at all (an HTML error page saved as .mp4, a photo, a text file).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import struct
+
+# ISO base media (MP4, MOV, M4V, 3GP): a file is a sequence of boxes, size (4 bytes) and type.
+BMFF_TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"meta"}
+
+SIGNATURES = (  # (offset, bytes, what a file starting so is)
+    (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
+    (8, b"AVI ", "AVI"),
+    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "ASF/WMV"),
+    (0, b"FLV", "FLV"),
+    (0, b"\x00\x00\x01\xba", "MPEG program stream"),
+)
+TS_PACKET = 188  # MPEG transport stream: a sync byte 0x47 every 188 bytes
+
+NOT_VIDEO = (  # (bytes at the start, what the file is instead)
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"ID3", "MP3 audio"),
+)
+
+
+def diagnose(path: str) -> str | None:
+    """A short reason why the file at `path` is no decodable video, or None when its bytes
+    look like an intact container (the trouble is then deeper: damage or a missing codec)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(2 * TS_PACKET)
+            if is_bmff(head):
+                return _bmff_problem(f, size)
+    except OSError:
+        return None
+    if not head:
+        return "empty file (0 bytes)"
+    if not head.strip(b"\x00"):
+        return "not a video: its first bytes are all zeros (space reserved but never written)"
+    for magic, what in NOT_VIDEO:
+        if head.startswith(magic):
+            return f"not a video: the file is {what}"
+    for offset, magic, _ in SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return None
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return "not a video: the file is WAV audio"
+    if len(head) > TS_PACKET and head[0] == head[TS_PACKET] == 0x47:
+        return None
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"{")):
+        return "not a video: the file is a web page or data (a failed download saved as video?)"
+    if _is_text(head):
+        return "not a video: the file is text"
+    return "not a video: its content is no known video container"
+
+
+def is_bmff(head: bytes) -> bool:
+    return len(head) >= 8 and head[4:8] in BMFF_TOP_LEVEL
+
+
+def _bmff_problem(f, size: int) -> str | None:
+    """Walk the top-level boxes: say what is missing or where the file stops short."""
+    boxes, at = [], 0
+    while at + 8 <= size:
+        f.seek(at)
+        header = f.read(16)
+        length, kind = struct.unpack(">I4s", header[:8])
+        if length == 1 and len(header) == 16:  # a 64-bit size follows
+            length = struct.unpack(">Q", header[8:16])[0]
+        elif length == 0:  # the last box, to the end of the file
+            length = size - at
+        if length < 8:
+            return "damaged MP4/MOV structure: a box with an impossible size"
+        boxes.append(kind)
+        if at + length > size:
+            where = (
+                f"it stops at byte {size:,}, inside its '{_name(kind)}' box, "
+                f"which runs to byte {at + length:,}"
+            )
+            if b"moov" not in boxes:
+                return (
+                    f"cut short: {where}, before its 'moov' index; a copy, download or "
+                    f"recording stopped early"
+                )
+            return f"cut short: {where}; a copy or download stopped early"
+        at += length
+    if b"moov" not in boxes:
+        return (
+            "no 'moov' index: the recording was never finalised (the camera or app stopped "
+            "before closing the file); tools such as untrunc can rebuild it"
+        )
+    return None
+
+
+def _name(kind: bytes) -> str:
+    return kind.decode("latin-1")
+
+
+def _is_text(head: bytes) -> bool:
+    try:  # incremental: a character cut at the end of the sample is not a decoding error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c.isspace() for c in text)
