@@ -39,13 +39,18 @@ def summarize(report_dir: str, top: int = 10) -> dict:
             }
             for r in scored.head(top).itertuples()
         ],
+        # what needs a person: the files that could not be scored, and why
+        "errors": [
+            {"path": r.path, "error": r.error}
+            for r in videos[videos.status == "error"].sort_values("path").head(top).itertuples()
+        ],
     }
 
 
 # Counts in run records; a run recorded without one (older, or still running) makes pandas hold
 # the column as floats, which would print as 4.0.
 RUN_COUNTS = ("found", "scanned", "skipped", "missing", "videos", "ok", "no_face", "error",
-              "fake", "real", "nodes")  # fmt: skip
+              "fake", "real", "nodes", "metadata_files")  # fmt: skip
 
 
 def _clean(d: dict) -> dict:
@@ -76,6 +81,12 @@ def text_summary(s: dict) -> str:
         lines.append("most suspicious:")
         for v in s["most_suspicious"]:
             lines.append(f"  {v['fake_score']:.3f}  {v['label']:<4}  {v['path']}")
+    if s["errors"]:
+        shown, total = len(s["errors"]), s["by_status"].get("error", 0)
+        more = f", the first {shown} by path; --format csv lists all" if shown < total else ""
+        lines.append(f"could not be scored ({total}{more}):")
+        for v in s["errors"]:
+            lines.append(f"  {v['path']}: {v['error']}")
     return "\n".join(lines)
 
 

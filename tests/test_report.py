@@ -35,11 +35,16 @@ def test_terminal_summary_names_counts_and_the_most_suspicious(report):
     first = lines.index("most suspicious:") + 1
     assert lines[first].strip().endswith(top.path)
     assert "  settings: frames=4 max_faces=2 " in result.output  # what the results depend on
+    broken = lines[lines.index("could not be scored (1):") + 1]  # and what needs a person
+    assert broken.startswith("  /") and broken.endswith(
+        "/broken.mp4: cannot open as a video: not a video: the file is text"
+    )
 
 
 def test_json_and_csv_for_scripts(report):
     out = json.loads(CliRunner().invoke(cli, ["report", str(report), "--format", "json"]).output)
     assert out["videos"] == 4 and out["by_status"] == {"ok": 3, "error": 1}
+    assert [os.path.basename(e["path"]) for e in out["errors"]] == ["broken.mp4"]
     scores = [v["fake_score"] for v in out["most_suspicious"]]
     assert scores == sorted(scores, reverse=True) and len(scores) == 3
     result = CliRunner().invoke(cli, ["report", str(report), "--format", "csv"])
