@@ -22,7 +22,7 @@ import ray
 from ray.data import ActorPoolStrategy, DataContext
 
 from pipeline.config import Preprocess, ScanConfig, describe_settings
-from pipeline.discover import discover
+from pipeline.discover import discover, other_extensions
 from pipeline.faces import make_detector, smallest_face
 from pipeline.isolate import IsolatedExtractor
 from pipeline.lock import ScanLock
@@ -373,6 +373,13 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             f"{len(refs) - len(todo)} unchanged, {len(gone)} no longer found; "
             f"model {ckpt['model_id']}; {settings}"
         )
+        if not refs:
+            others = other_extensions(cfg.video_dir)
+            held = ", ".join(f"{n} {ext}" for ext, n in others) if others else "no files"
+            log(
+                f"no video files under {cfg.video_dir} (extensions {','.join(cfg.extensions)}); "
+                f"it holds {held}: --extensions chooses others"
+            )
         if metadata:
             log(
                 f"left out {len(metadata)} macOS metadata file(s) named like videos "

@@ -7,7 +7,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-VIDEO_EXTENSIONS = ("mp4", "avi", "mov", "mkv", "webm", "m4v")
+# What cameras, phones and archives write: MP4/MOV family, Matroska/WebM, AVI, AVCHD camcorders
+# (mts, m2ts), old phones (3gp), MPEG-1/2 (mpg, mpeg), Windows Media, Flash, broadcast MXF. Not
+# "ts": in a folder of anything it is more often TypeScript than a transport stream.
+VIDEO_EXTENSIONS = ("mp4", "mov", "m4v", "mkv", "webm", "avi", "mts", "m2ts", "3gp", "mpg",
+                    "mpeg", "wmv", "flv", "mxf")  # fmt: skip
 AGGREGATES = ("confident", "mean", "max", "topk")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

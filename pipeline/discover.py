@@ -106,6 +106,18 @@ def find_videos(
     return found
 
 
+def other_extensions(root: str | os.PathLike, top: int = 5) -> list[tuple[str, int]]:
+    """The `top` most common file extensions under `root` (lower case, with their counts), for
+    saying what a folder holds when no video was found in it."""
+    counts: dict[str, int] = {}
+    for _, _, filenames in os.walk(root):
+        for name in filenames:
+            ext = os.path.splitext(name)[1].lower()
+            if ext and not name.startswith("."):
+                counts[ext] = counts.get(ext, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+
+
 def is_appledouble(path: str) -> bool:
     """Whether the file starts like a macOS AppleDouble file; False when it cannot be read (it
     then stays a video, and its error is reported)."""

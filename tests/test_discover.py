@@ -18,7 +18,11 @@ def test_finds_videos_recursively_case_insensitively(tmp_path):
         touch(tmp_path / "deep" / "er" / "b.MOV"),
         touch(tmp_path / "c d é.Mkv"),
         touch(tmp_path / "x.webm"),
+        touch(tmp_path / "PRIVATE" / "AVCHD" / "BDMV" / "STREAM" / "00001.MTS"),
+        touch(tmp_path / "old phone.3gp"),
+        touch(tmp_path / "archive" / "tape.mxf"),
     ]
+    touch(tmp_path / "app.ts")  # TypeScript more often than a transport stream
     touch(tmp_path / "notes.txt")
     touch(tmp_path / "mp4")  # a name, not an extension
     assert find_videos(tmp_path) == sorted(want)

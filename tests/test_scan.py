@@ -27,6 +27,10 @@ def video_dir(tmp_path_factory):
         (d / "truncated.mp4").write_bytes(f.read()[:4000])
     os.symlink(d / "gone.mp4", d / "dangling.mp4")
     (d / "notes.txt").write_text("not a video extension: ignored")
+    # A camcorder's AVCHD clip: MPEG transport stream, upper-case extension, found by default;
+    # a .ts is not (in a folder of anything it is more often TypeScript than video).
+    write_video(d / "PRIVATE" / "AVCHD" / "00001.MTS", frames=12)
+    (d / "app.ts").write_text("export const x = 1;\n")
     return d
 
 
@@ -40,6 +44,7 @@ EXPECTED = {
     "text.mp4": "error",
     "truncated.mp4": "error",
     "dangling.mp4": "error",
+    "PRIVATE/AVCHD/00001.MTS": "ok",
 }
 
 
@@ -61,8 +66,8 @@ def test_scan_reports_one_row_per_file_and_exits_0(scanned, video_dir):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["videos"] == len(EXPECTED)
-    assert (summary["ok"], summary["no_face"], summary["error"]) == (4, 1, 4)
-    assert summary["fake"] + summary["real"] == 4
+    assert (summary["ok"], summary["no_face"], summary["error"]) == (5, 1, 4)
+    assert summary["fake"] + summary["real"] == 5
     videos = load_videos(str(report))
     got = dict(
         zip([os.path.relpath(p, video_dir) for p in videos.path], videos.status, strict=True)
@@ -112,6 +117,18 @@ def test_threshold_and_aggregate_options_change_labels(
         assert result.exit_code == 0, result.output
         ok = load_videos(str(out)).query("status == 'ok'")
         assert len(ok) == 2 and (ok.label == label).all()
+
+
+def test_a_folder_without_videos_says_what_it_holds(checkpoint, tmp_path):
+    footage = tmp_path / "footage"
+    for name in ("a.braw", "b.braw", "c.r3d", "notes.txt"):  # raw camera files, a note
+        (footage / "day1").mkdir(parents=True, exist_ok=True)
+        (footage / "day1" / name).write_bytes(b"x")
+    args = ["scan", str(footage), "--out", str(tmp_path / "r"), "--checkpoint", checkpoint]
+    result = CliRunner().invoke(cli, args + ["--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"no video files under {footage} (extensions mp4,mov," in result.output
+    assert "it holds 2 .braw, 1 .r3d, 1 .txt: --extensions chooses others" in result.output
 
 
 def test_missing_folder_exits_2(checkpoint, tmp_path):

@@ -79,6 +79,16 @@ def test_a_video_gets_faces_over_time_and_a_chart(client, tmp_path):
     assert body["visuals"]["frame"].startswith("data:image/jpeg;base64,")  # read in the helper
 
 
+@pytest.mark.parametrize("name", ["00001.MTS", "clip.mpg", "clip.wmv"])
+def test_camcorder_and_older_formats_are_videos_too(client, tmp_path, name):
+    path = write_video(tmp_path / name, frames=12)  # the container follows the extension
+    with open(path, "rb") as f:
+        r = post(client, f.read(), name)
+    assert r.status_code == 200, r.json
+    # an MPEG program stream's frame count is an estimate: the sampling looks past it
+    assert r.json["frames_sampled"] >= 4 and len(r.json["faces"]) >= 3
+
+
 def test_phone_photos_and_videos_are_judged_upright(client, tmp_path):
     # Both store sideways pixels and a rotation (EXIF orientation, the mp4 display matrix):
     # read as stored, the face lies on its side and is not found.

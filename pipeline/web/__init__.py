@@ -29,9 +29,9 @@ from pipeline.config import DETECT_WIDTH
 from pipeline.model import load_checkpoint, model_from_checkpoint
 from pipeline.reports import last_scan_settings
 from pipeline.scoring import Scorer
-from pipeline.web.analysis import AnalysisError, Analyzer, sniff
+from pipeline.web.analysis import SNIFF_BYTES, AnalysisError, Analyzer, sniff
 
-ALLOWED = "jpg, png or webp images; mp4, mov, avi or webm videos"
+ALLOWED = "jpg, png or webp images; mp4, mov, avi, webm, mts/m2ts, mpg, wmv, flv or mxf videos"
 log = logging.getLogger(__name__)
 
 
@@ -121,7 +121,7 @@ def create_app(
         upload = request.files.get("file")
         if upload is None:
             return error(400, "no file: send the image or video in the multipart field 'file'")
-        head = upload.stream.read(16)
+        head = upload.stream.read(SNIFF_BYTES)
         kind = sniff(head)
         if kind is None:
             return error(415, f"unsupported file type: send {ALLOWED}")

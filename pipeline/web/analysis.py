@@ -21,7 +21,9 @@ from pipeline.isolate import IsolatedExtractor
 from pipeline.summary import score_over_time
 
 IMAGE_KINDS = ("jpeg", "png", "webp")
-VIDEO_KINDS = ("mp4", "mov", "avi", "webm")
+VIDEO_KINDS = ("mp4", "mov", "avi", "webm", "mts", "m2ts", "mpg", "wmv", "flv", "mxf")
+# Enough of the file's start to tell its type: a transport stream shows its second packet.
+SNIFF_BYTES = 2 * 192 + 8
 # ISO-BMFF brands of still images (HEIC, AVIF: phone photos), which share the MP4 container
 STILL_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
 # Larger images are refused before they are decoded: a small PNG can hold a 30000 x 30000
@@ -51,6 +53,20 @@ def sniff(head: bytes) -> str | None:
         return "mov" if head[8:10] == b"qt" else "mp4"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "webm"
+    # camcorders (AVCHD: MPEG transport streams of 188-byte packets, or 192 with a time code
+    # first), MPEG program streams, Windows Media, Flash, broadcast MXF
+    if len(head) > 188 and head[0] == head[188] == 0x47:
+        return "mts"
+    if len(head) > 196 and head[4] == head[196] == 0x47:
+        return "m2ts"
+    if head.startswith(b"\x00\x00\x01\xba"):
+        return "mpg"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "wmv"
+    if head.startswith(b"FLV\x01"):
+        return "flv"
+    if head.startswith(b"\x06\x0e\x2b\x34\x02\x05\x01\x01"):
+        return "mxf"
     return None
 
 
