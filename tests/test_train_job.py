@@ -80,7 +80,10 @@ def test_rerunning_a_finished_run_does_nothing(trained, data_dir):
     assert (run / "last.pt").stat().st_mtime_ns == before
 
 
-def test_killed_run_resumes_at_the_next_epoch_with_its_optimizer_state(data_dir, tmp_path):
+def test_killed_run_resumes_at_the_next_epoch_with_its_optimizer_state(
+    ray_session, data_dir, tmp_path
+):
+    # ray_session: another Ray instance runs on this machine meanwhile, as a scan might
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "jobs.train", str(data_dir), "--out", str(run),
            "--epochs-frozen", "0", "--epochs-full", "2", *TINY]  # fmt: skip
