@@ -11,7 +11,7 @@ from jobs.scan import extracted, init_ray, rows_of
 from pipeline.config import Preprocess
 from pipeline.discover import content_id, describe_files
 from pipeline.faces import make_detector
-from pipeline.faceset import LABELS, FaceSetWriter, labelled_videos
+from pipeline.faceset import LABELS, FaceSetWriter, labelled_videos, plan_splits
 
 
 def _content_id(path: str) -> str | None:
@@ -42,6 +42,10 @@ def run_extract(
     refs = [r.to_row() for r in describe_files([p for p, _ in videos])]
     source_of = {r["path"]: _content_id(r["path"]) for r in refs if not r["error"]}
     writer = FaceSetWriter(out_dir, preprocess, val_fraction, mode)
+    key_of = {r["path"]: source_of.get(r["path"]) or r["path"] for r in refs if not r["error"]}
+    plan = plan_splits(
+        [(key, label_of[path]) for path, key in key_of.items()], val_fraction, writer.kept_videos()
+    )
     counts: Counter = Counter()
     init_ray(address)
     ds = extracted(refs, preprocess.to_dict(), frames, max_faces)
@@ -54,7 +58,7 @@ def run_extract(
                 continue
             path = str(row["path"])
             counts[f"faces_{label_of[path]}"] += writer.add(
-                row, label_of[path], source_of.get(path)
+                row, label_of[path], source_of.get(path), plan.get(key_of.get(path, path))
             )
     manifest = writer.close()
     made = Counter((r["split"] or "all", r["label"]) for r in writer.all_rows())

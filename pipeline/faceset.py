@@ -87,8 +87,42 @@ def split_of(key: str, val_fraction: float) -> str:
     and two copies of one video never land in both splits."""
     if val_fraction <= 0:
         return ""
+    return "val" if _position(key) < val_fraction else "train"
+
+
+def _position(key: str) -> float:
+    """Where the key's hash falls in [0, 1]: below the validation fraction means val."""
     h = int(hashlib.sha1(key.encode("utf-8", "backslashreplace")).hexdigest()[:8], 16)
-    return "val" if h / 0xFFFFFFFF < val_fraction else "train"
+    return h / 0xFFFFFFFF
+
+
+def plan_splits(
+    videos: list[tuple[str, str]],
+    val_fraction: float,
+    kept: list[tuple[str, str, str]] = (),
+) -> dict[str, str]:
+    """The split of each video of an extraction, by key: `videos` are (key, label); `kept` are
+    (key, label, split) of videos an earlier extraction put in the face set, which stay.
+
+    Each video's split is `split_of` its key, except where that leaves a class with two or
+    more videos without any in val (or in train): hashing a few videos a class can, e.g. a
+    one-in-ten chance with ten clips a class at 0.2. The class's video nearest the cut then
+    moves over, so a small face set still validates on both classes."""
+    plan = {key: split_of(key, val_fraction) for key, _ in videos}
+    if val_fraction <= 0:
+        return plan
+    fixed = {key for key, _, _ in kept} - set(plan)
+    for label in LABELS:
+        movable = sorted({key for key, lab in videos if lab == label}, key=_position)
+        splits = [plan[k] for k in movable]
+        splits += [split for key, lab, split in kept if lab == label and key in fixed]
+        if len(splits) < 2 or not movable:
+            continue
+        if "val" not in splits:
+            plan[movable[0]] = "val"
+        elif "train" not in splits:
+            plan[movable[-1]] = "train"
+    return plan
 
 
 MODES = ("new", "replace", "add")
@@ -164,16 +198,20 @@ class FaceSetWriter:
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.join(self.out_dir, split))
 
-    def add(self, row: dict, label: str, source: str | None = None) -> int:
+    def add(
+        self, row: dict, label: str, source: str | None = None, split: str | None = None
+    ) -> int:
         """Write the crops of one extracted video (any crops an earlier extraction into this
         folder made of it are removed); returns how many. `source`: the video's content id
-        (pipeline.discover.content_id), which also decides its split."""
+        (pipeline.discover.content_id), which also decides its split unless `split` (from
+        `plan_splits`) is given."""
         crops = unpack_crops(row["crops"], int(row["crop_size"]) or self.preprocess.input_size)
         meta = unpack_face_meta(row["face_meta"])
         video = str(row["path"])
         source = source or video
         self._remove(self.kept.pop(source, []) + self.kept.pop(video, []))
-        split = split_of(source, self.val_fraction)
+        if split is None or self.val_fraction <= 0:
+            split = split_of(source, self.val_fraction)
         folder = os.path.join(self.out_dir, split, label)
         os.makedirs(folder, exist_ok=True)
         stem = os.path.splitext(os.path.basename(video))[0][:60]
@@ -198,6 +236,10 @@ class FaceSetWriter:
                 }
             )
         return len(crops)
+
+    def kept_videos(self) -> list[tuple[str, str, str]]:
+        """(key, label, split) of the videos an earlier extraction left in the face set."""
+        return [(key, rows[0]["label"], rows[0]["split"]) for key, rows in self.kept.items()]
 
     def all_rows(self) -> list[dict]:
         """The face set's rows: those kept from an earlier extraction, then this one's."""

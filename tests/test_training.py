@@ -244,3 +244,47 @@ def test_training_images_are_read_upright_by_their_exif_orientation(tmp_path):
     assert img.shape == upright.shape  # (352, 272, 3): as shown, not as stored
     assert np.abs(img - upright).mean() < 4  # JPEG's error, not a turned picture
     assert np.abs(img[::-1, ::-1] - upright).mean() > 20
+
+
+def _keys(n: int, split: str, fraction: float, start: int = 0) -> list[str]:
+    """n keys that hashing alone puts in `split` at `fraction`."""
+    from pipeline.faceset import split_of
+
+    keys, i = [], start
+    while len(keys) < n:
+        if split_of(f"clip{i}", fraction) == split:
+            keys.append(f"clip{i}")
+        i += 1
+    return keys
+
+
+def test_a_small_face_set_validates_on_both_classes():
+    from pipeline.faceset import _position, plan_splits
+
+    # Hashing put all three real clips in train and all three fakes in val.
+    real, fake = _keys(3, "train", 0.2), _keys(3, "val", 0.2, start=1000)
+    videos = [(k, "real") for k in real] + [(k, "fake") for k in fake]
+    plan = plan_splits(videos, 0.2)
+    # the real clip nearest the cut joins val; the fake farthest from it joins train
+    assert [plan[k] for k in real] == [
+        "val" if k == min(real, key=_position) else "train" for k in real
+    ]
+    assert [plan[k] for k in fake] == [
+        "train" if k == max(fake, key=_position) else "val" for k in fake
+    ]
+    assert plan_splits(videos, 0.2) == plan  # the same clips, the same plan
+
+
+def test_splits_that_already_hold_both_classes_are_left_to_the_hash():
+    from pipeline.faceset import plan_splits, split_of
+
+    keys = _keys(2, "train", 0.3) + _keys(1, "val", 0.3) + _keys(2, "train", 0.3, start=500)
+    videos = [(k, "real") for k in keys[:3]] + [(k, "fake") for k in keys[3:]]
+    lonely = _keys(1, "train", 0.3, start=900)[0]
+    # fakes: both in train, but an earlier extraction's fake in val stays: nothing moves;
+    # a class of one video is as hashed
+    kept = [(_keys(1, "val", 0.3, start=700)[0], "fake", "val")]
+    plan = plan_splits(videos + [(lonely, "real")], 0.3, kept)
+    assert plan == {k: split_of(k, 0.3) for k in keys + [lonely]}
+    assert plan_splits([(lonely, "fake")], 0.3) == {lonely: "train"}
+    assert set(plan_splits(videos, 0.0).values()) == {""}  # no split asked for
