@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
+from jobs.raylog import quiet_embedded_worker
 from pipeline.config import Preprocess, ScanConfig, describe_settings
 from pipeline.discover import discover, other_extensions
 from pipeline.faces import make_detector, smallest_face
@@ -64,32 +64,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             logging_level=logging.WARNING,
             runtime_env={"worker_process_setup_hook": quiet_embedded_worker},
         )
-
-
-# Ray Train's placement-group cleaner asks the dashboard's state API, every second, whether the
-# training controller still lives, so that a cluster it outlives gets its resources back. An
-# embedded instance has no dashboard and ends with this process: the cleaner has nothing to do,
-# but said so in a warning a second for a whole training run, and in a traceback at its end;
-# and with another Ray instance on the machine (a scan running meanwhile), its thread died on
-# "Found multiple active Ray instances" with a traceback of its own.
-EMBEDDED_QUIET_LOGGERS = (
-    "ray.train.v2._internal.execution.controller.placement_group_cleaner",
-    "ray.train.v2._internal.callbacks.placement_group_callback",
-)
-CLEANER_THREAD = "PlacementGroupCleanerMonitor"
-
-
-def quiet_embedded_worker() -> None:
-    """Run in every worker process of the embedded instance, before any task."""
-    for name in EMBEDDED_QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    previous = threading.excepthook
-
-    def excepthook(args: threading.ExceptHookArgs) -> None:
-        if args.thread is None or args.thread.name != CLEANER_THREAD:
-            previous(args)
-
-    threading.excepthook = excepthook
 
 
 _EXTRACTOR: IsolatedExtractor | None = None

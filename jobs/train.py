@@ -346,8 +346,10 @@ def train_loop(loop_config: dict) -> None:
 def quiet_report_lines() -> None:
     """Ray Train logs every report again, as a dict, at INFO, under a logger named after its
     source file, which LoggingConfig's level does not reach; the epoch line says it already."""
-    from ray.train.v2._internal.execution import context
-
+    try:  # a private module of the pinned Ray; another Ray only keeps its lines
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 

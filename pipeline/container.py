@@ -15,14 +15,31 @@ import struct
 # ISO base media (MP4, MOV, M4V, 3GP): a file is a sequence of boxes, size (4 bytes) and type.
 BMFF_TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"meta"}
 
+# ISO base media brands of still images (HEIC, AVIF: phone photos) in the MP4 container
+STILL_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
+
 SIGNATURES = (  # (offset, bytes, what a file starting so is)
     (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
     (8, b"AVI ", "AVI"),
     (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "ASF/WMV"),
     (0, b"FLV", "FLV"),
     (0, b"\x00\x00\x01\xba", "MPEG program stream"),
+    (0, b"\x00\x00\x01\xb3", "MPEG video elementary stream"),
+    (0, b"\x06\x0e\x2b\x34\x02\x05\x01\x01", "MXF"),
 )
-TS_PACKET = 188  # MPEG transport stream: a sync byte 0x47 every 188 bytes
+# MPEG transport streams: a sync byte 0x47 every 188 bytes, or every 192 after a 4-byte time
+# code (AVCHD's .m2ts/.mts); (first sync byte, packet size), three packets to be sure.
+TS_PACKETS = ((0, 188), (4, 192))
+HEAD_BYTES = 4 + 3 * 192
+
+
+def is_transport_stream(head: bytes) -> bool:
+    return any(
+        len(head) > first + 2 * size
+        and head[first] == head[first + size] == 0x47 == head[first + 2 * size]
+        for first, size in TS_PACKETS
+    )
+
 
 NOT_VIDEO = (  # (bytes at the start, what the file is instead)
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -40,8 +57,10 @@ def diagnose(path: str) -> str | None:
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            head = f.read(2 * TS_PACKET)
+            head = f.read(HEAD_BYTES)
             if is_bmff(head):
+                if head[4:8] == b"ftyp" and head[8:12] in STILL_BRANDS:
+                    return "not a video: the file is a HEIC/AVIF still image (a phone photo)"
                 return _bmff_problem(f, size)
     except OSError:
         return None
@@ -57,7 +76,7 @@ def diagnose(path: str) -> str | None:
             return None
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
         return "not a video: the file is WAV audio"
-    if len(head) > TS_PACKET and head[0] == head[TS_PACKET] == 0x47:
+    if is_transport_stream(head):
         return None
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"{")):
@@ -74,11 +93,15 @@ def is_bmff(head: bytes) -> bool:
 def _bmff_problem(f, size: int) -> str | None:
     """Walk the top-level boxes: say what is missing or where the file stops short."""
     boxes, at = [], 0
-    while at + 8 <= size:
+    while at < size:
         f.seek(at)
         header = f.read(16)
+        if len(header) < 8:  # the file ends inside a box's header
+            return _cut_short(f"it stops at byte {size:,}, inside a box header", boxes)
         length, kind = struct.unpack(">I4s", header[:8])
-        if length == 1 and len(header) == 16:  # a 64-bit size follows
+        if length == 1:  # a 64-bit size follows
+            if len(header) < 16:
+                return _cut_short(f"it stops at byte {size:,}, inside a box header", boxes)
             length = struct.unpack(">Q", header[8:16])[0]
         elif length == 0:  # the last box, to the end of the file
             length = size - at
@@ -86,16 +109,11 @@ def _bmff_problem(f, size: int) -> str | None:
             return "damaged MP4/MOV structure: a box with an impossible size"
         boxes.append(kind)
         if at + length > size:
-            where = (
+            return _cut_short(
                 f"it stops at byte {size:,}, inside its '{_name(kind)}' box, "
-                f"which runs to byte {at + length:,}"
+                f"which runs to byte {at + length:,}",
+                boxes,
             )
-            if b"moov" not in boxes:
-                return (
-                    f"cut short: {where}, before its 'moov' index; a copy, download or "
-                    f"recording stopped early"
-                )
-            return f"cut short: {where}; a copy or download stopped early"
         at += length
     if b"moov" not in boxes:
         return (
@@ -103,6 +121,15 @@ def _bmff_problem(f, size: int) -> str | None:
             "before closing the file); tools such as untrunc can rebuild it"
         )
     return None
+
+
+def _cut_short(where: str, boxes: list[bytes]) -> str:
+    if b"moov" not in boxes:
+        return (
+            f"cut short: {where}, before its 'moov' index; a copy, download or recording "
+            f"stopped early"
+        )
+    return f"cut short: {where}; a copy or download stopped early"
 
 
 def _name(kind: bytes) -> str:

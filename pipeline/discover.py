@@ -113,7 +113,7 @@ def other_extensions(root: str | os.PathLike, top: int = 5) -> list[tuple[str, i
     for _, _, filenames in os.walk(root):
         for name in filenames:
             ext = os.path.splitext(name)[1].lower()
-            if ext and not name.startswith("."):
+            if ext and not name.startswith("._"):
                 counts[ext] = counts.get(ext, 0) + 1
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
 

@@ -112,9 +112,14 @@ def plan_splits(
     if val_fraction <= 0:
         return plan
     fixed = {key for key, _, _ in kept} - set(plan)
+    labels_of: dict[str, set[str]] = {}
+    for key, label in videos:
+        labels_of.setdefault(key, set()).add(label)
     for label in LABELS:
-        movable = sorted({key for key, lab in videos if lab == label}, key=_position)
-        splits = [plan[k] for k in movable]
+        # one content under both labels (a labelling mistake) stays where hashing put it
+        movable = sorted({k for k, lab in videos if lab == label and len(labels_of[k]) == 1},
+                         key=_position)  # fmt: skip
+        splits = [plan[k] for k in {k for k, lab in videos if lab == label}]  # by content
         splits += [split for key, lab, split in kept if lab == label and key in fixed]
         if len(splits) < 2 or not movable:
             continue

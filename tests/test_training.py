@@ -288,3 +288,14 @@ def test_splits_that_already_hold_both_classes_are_left_to_the_hash():
     assert plan == {k: split_of(k, 0.3) for k in keys + [lonely]}
     assert plan_splits([(lonely, "fake")], 0.3) == {lonely: "train"}
     assert set(plan_splits(videos, 0.0).values()) == {""}  # no split asked for
+
+
+def test_a_content_under_both_labels_or_copied_is_never_split_apart():
+    from pipeline.faceset import plan_splits
+
+    real = _keys(2, "train", 0.2)
+    both = _keys(1, "train", 0.2, start=300)[0]  # the same clip filed as real and as fake
+    copies = [(real[0], "real"), (real[0], "real"), (real[1], "real")]
+    plan = plan_splits([*copies, (both, "real"), (both, "fake")], 0.2)
+    assert plan[both] == "train"  # a labelling mistake is not moved to fix a split
+    assert sorted(plan[k] for k in real) == ["train", "val"]  # one content, one split

@@ -161,8 +161,28 @@ FTYP = box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
         (bytes(range(256)) * 8, "its content is no known video container"),
         # the boxes are whole, the index is there but broken: nothing to say beyond OpenCV
         (FTYP + box(b"moov", b"\xff" * 64), "cannot open as a video (damaged, or a codec"),
+        (FTYP + b"\x00\x00\x10", "cut short: it stops at byte 31, inside a box header"),
+        (
+            box(b"ftyp", b"heic\x00\x00\x00\x00mif1heic") + box(b"meta", bytes(40)),
+            "not a video: the file is a HEIC/AVIF still image",
+        ),
+        # containers other than MP4 that look whole: AVCHD's 192-byte packets, broadcast MXF
+        ((b"\x00" * 4 + b"\x47" + bytes(187)) * 3, "cannot open as a video (damaged, or a codec"),
+        (b"\x06\x0e\x2b\x34\x02\x05\x01\x01" + bytes(600), "(damaged, or a codec"),
     ],
-    ids=["cut-short", "never-finalised", "html", "pdf", "zeros", "unknown", "damaged"],
+    ids=[
+        "cut-short",
+        "never-finalised",
+        "html",
+        "pdf",
+        "zeros",
+        "unknown",
+        "damaged",
+        "cut-in-header",
+        "heic",
+        "m2ts",
+        "mxf",
+    ],
 )
 def test_a_file_that_cannot_be_opened_says_why(tmp_path, content, reason):
     path = tmp_path / "bad.mp4"

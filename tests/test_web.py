@@ -154,6 +154,16 @@ def test_type_comes_from_the_content_not_the_name(client):
     assert r.status_code == 415 and "unsupported file type" in r.json["error"]
 
 
+def test_a_transport_stream_is_told_by_three_packets_not_one_byte():
+    from pipeline.web.analysis import sniff
+
+    gif = bytearray(b"GIF89a" + bytes(600))
+    gif[188] = 0x47  # a 'G' where a second packet would start: still no video
+    assert sniff(bytes(gif)) is None
+    assert sniff((b"\x47" + bytes(187)) * 3) == "mts"
+    assert sniff((b"\x00" * 4 + b"\x47" + bytes(187)) * 3) == "mts"  # 192-byte packets
+
+
 def test_too_large_is_413_with_a_message(client):
     r = post(client, b"\xff\xd8\xff" + b"0" * (6 * 1024 * 1024), "big.jpg")
     assert r.status_code == 413 and "5 MB" in r.json["error"]

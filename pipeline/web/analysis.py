@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.aggregate import aggregate, label_for
 from pipeline.config import describe_settings
+from pipeline.container import HEAD_BYTES, STILL_BRANDS, is_transport_stream
 from pipeline.discover import describe_file
 from pipeline.explain import grad_cam, overlay
 from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
@@ -21,11 +22,9 @@ from pipeline.isolate import IsolatedExtractor
 from pipeline.summary import score_over_time
 
 IMAGE_KINDS = ("jpeg", "png", "webp")
-VIDEO_KINDS = ("mp4", "mov", "avi", "webm", "mts", "m2ts", "mpg", "wmv", "flv", "mxf")
-# Enough of the file's start to tell its type: a transport stream shows its second packet.
-SNIFF_BYTES = 2 * 192 + 8
-# ISO-BMFF brands of still images (HEIC, AVIF: phone photos), which share the MP4 container
-STILL_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
+VIDEO_KINDS = ("mp4", "mov", "avi", "webm", "mts", "mpg", "wmv", "flv", "mxf")
+# Enough of the file's start to tell its type: a transport stream shows three packets.
+SNIFF_BYTES = HEAD_BYTES
 # Larger images are refused before they are decoded: a small PNG can hold a 30000 x 30000
 # image, which decodes to gigabytes.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -55,10 +54,8 @@ def sniff(head: bytes) -> str | None:
         return "webm"
     # camcorders (AVCHD: MPEG transport streams of 188-byte packets, or 192 with a time code
     # first), MPEG program streams, Windows Media, Flash, broadcast MXF
-    if len(head) > 188 and head[0] == head[188] == 0x47:
+    if is_transport_stream(head):
         return "mts"
-    if len(head) > 196 and head[4] == head[196] == 0x47:
-        return "m2ts"
     if head.startswith(b"\x00\x00\x01\xba"):
         return "mpg"
     if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
