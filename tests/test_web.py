@@ -175,6 +175,7 @@ def test_corrupt_video_is_422_without_a_stack_trace(client, tmp_path):
         broken = f.read()[:3000]  # an mp4 header, then nothing: the index is missing
     r = post(client, broken, "clip.mp4")
     assert r.status_code == 422 and "could not be read" in r.json["error"]
+    assert "cut short: it stops at byte 3,000" in r.json["error"]  # and why, in words
     assert "Traceback" not in r.get_data(as_text=True)
 
 
