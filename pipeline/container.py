@@ -92,7 +92,7 @@ def is_bmff(head: bytes) -> bool:
 
 def _bmff_problem(f, size: int) -> str | None:
     """Walk the top-level boxes: say what is missing or where the file stops short."""
-    boxes, at = [], 0
+    boxes, at, moov = [], 0, None
     while at < size:
         f.seek(at)
         header = f.read(16)
@@ -108,6 +108,8 @@ def _bmff_problem(f, size: int) -> str | None:
         if length < 8:
             return "damaged MP4/MOV structure: a box with an impossible size"
         boxes.append(kind)
+        if kind == b"moov" and at + length <= size:
+            moov = (at, length)
         if at + length > size:
             return _cut_short(
                 f"it stops at byte {size:,}, inside its '{_name(kind)}' box, "
@@ -120,7 +122,48 @@ def _bmff_problem(f, size: int) -> str | None:
             "no 'moov' index: the recording was never finalised (the camera or app stopped "
             "before closing the file); tools such as untrunc can rebuild it"
         )
+    if moov and moov[1] <= MAX_INDEX_BYTES:
+        f.seek(moov[0])
+        tracks = track_kinds(f.read(moov[1])[8:])
+        if tracks and b"vide" not in tracks:
+            held = ", ".join(TRACK_NAMES.get(t, _name(t)) for t in sorted(set(tracks)))
+            return f"no video track: the file holds {held} only"
     return None
+
+
+# Handler types of MP4/MOV tracks, as a person would name them.
+TRACK_NAMES = {b"soun": "audio", b"text": "text", b"sbtl": "subtitles", b"meta": "metadata",
+               b"hint": "hint tracks", b"tmcd": "timecode"}  # fmt: skip
+MAX_INDEX_BYTES = 64 * 1024**2  # a moov index larger than this is not read for its tracks
+
+
+def track_kinds(moov: bytes) -> list[bytes]:
+    """The handler type of each track in a moov box's payload (moov/trak/mdia/hdlr)."""
+    kinds = []
+    for trak in _children(moov, b"trak"):
+        for mdia in _children(trak, b"mdia"):
+            for hdlr in _children(mdia, b"hdlr"):
+                if len(hdlr) >= 12:  # version and flags, pre_defined, then the handler type
+                    kinds.append(hdlr[8:12])
+    return kinds
+
+
+def _children(payload: bytes, kind: bytes) -> list[bytes]:
+    """The payloads of the boxes of type `kind` directly inside `payload`."""
+    out, at = [], 0
+    while at + 8 <= len(payload):
+        length, this = struct.unpack(">I4s", payload[at : at + 8])
+        start = at + 8
+        if length == 1 and at + 16 <= len(payload):
+            length, start = struct.unpack(">Q", payload[at + 8 : at + 16])[0], at + 16
+        elif length == 0:
+            length = len(payload) - at
+        if length < start - at or at + length > len(payload):
+            break  # damaged: what was read so far stands
+        if this == kind:
+            out.append(payload[start : at + length])
+        at += length
+    return out
 
 
 def _cut_short(where: str, boxes: list[bytes]) -> str:

@@ -148,6 +148,12 @@ def box(kind: bytes, payload: bytes = b"", size: int | None = None) -> bytes:
 FTYP = box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
 
 
+def track(handler: bytes) -> bytes:
+    """A trak box whose media handler is `handler` (b"vide", b"soun", ...)."""
+    hdlr = box(b"hdlr", bytes(8) + handler + bytes(12) + b"handler\x00")
+    return box(b"trak", box(b"tkhd", bytes(84)) + box(b"mdia", box(b"mdhd", bytes(24)) + hdlr))
+
+
 @pytest.mark.parametrize(
     "content, reason",
     [
@@ -169,6 +175,11 @@ FTYP = box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
         # containers other than MP4 that look whole: AVCHD's 192-byte packets, broadcast MXF
         ((b"\x00" * 4 + b"\x47" + bytes(187)) * 3, "cannot open as a video (damaged, or a codec"),
         (b"\x06\x0e\x2b\x34\x02\x05\x01\x01" + bytes(600), "(damaged, or a codec"),
+        # a voice memo or a podcast saved as .mp4: whole, with an index, and no picture
+        (
+            FTYP + box(b"moov", track(b"soun")) + box(b"mdat", bytes(4000)),
+            "cannot open as a video: no video track: the file holds audio only",
+        ),
     ],
     ids=[
         "cut-short",
@@ -182,6 +193,7 @@ FTYP = box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
         "heic",
         "m2ts",
         "mxf",
+        "audio-only",
     ],
 )
 def test_a_file_that_cannot_be_opened_says_why(tmp_path, content, reason):
@@ -220,3 +232,13 @@ def test_real_video_longer_than_its_header_says_gives_the_frames_it_names(tmp_pa
         # a capped seek would be off by tens to thousands of frames).
         assert all(abs(i - seen) <= 3 for (i, _), seen in zip(got, shown, strict=True))
         assert counts == [3000] and max(shown) >= 2500
+
+
+def test_the_track_reader_finds_the_picture_in_a_real_mp4(tmp_path):
+    from pipeline.container import track_kinds
+
+    with open(write_video(tmp_path / "clip.mp4", frames=6), "rb") as f:
+        data = f.read()
+    at = data.index(b"moov") - 4
+    (length,) = struct.unpack(">I", data[at : at + 4])
+    assert track_kinds(data[at + 8 : at + length]) == [b"vide"]
