@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 import time
@@ -64,6 +65,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             logging_level=logging.WARNING,
             runtime_env={"worker_process_setup_hook": quiet_embedded_worker},
         )
+
+
+def duration_text(seconds: float) -> str:
+    """A time left as a person reads it in an overnight log: 8h 05m, 12m 30s, 45s."""
+    if not math.isfinite(seconds):
+        return "an unknown time"
+    s = round(max(0.0, seconds))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
 
 
 _EXTRACTOR: IsolatedExtractor | None = None
@@ -444,8 +457,12 @@ def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, coun
                     last_report = time.monotonic()
                     done, elapsed = counts["videos"], last_report - started
                     rate = done / elapsed if elapsed else 0.0
-                    eta = (len(todo) - done) / rate if rate else float("nan")
-                    log(f"{done}/{len(todo)} videos, {rate:.2f} videos/s, about {eta:.0f}s left")
+                    eta = (len(todo) - done) / rate if rate else math.nan
+                    errors = f" ({counts['error']} error)" if counts["error"] else ""
+                    log(
+                        f"{done}/{len(todo)} videos{errors}, {rate:.2f} videos/s, "
+                        f"about {duration_text(eta)} left"
+                    )
     if counts["videos"] != len(todo):  # a lost result is a bug, never something to hide
         raise RuntimeError(f"{len(todo)} videos to scan but {counts['videos']} results written")
     counts["nodes"] = len(nodes - {None})  # Ray nodes that decoded videos

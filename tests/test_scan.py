@@ -119,6 +119,24 @@ def test_threshold_and_aggregate_options_change_labels(
         assert len(ok) == 2 and (ok.label == label).all()
 
 
+def test_progress_lines_say_errors_so_far_and_the_time_left_as_people_read_it(
+    ray_session, video_dir, checkpoint, tmp_path, monkeypatch
+):
+    import jobs.scan
+
+    assert [jobs.scan.duration_text(s) for s in (45.4, 750, 29_100, float("nan"))] == [
+        "45s", "12m 30s", "8h 05m", "an unknown time"]  # fmt: skip
+    monkeypatch.setattr(jobs.scan, "PROGRESS_EVERY_S", 0.0)  # a line for every result
+    args = ["scan", str(video_dir), "--out", str(tmp_path / "r"), "--checkpoint", checkpoint,
+            "--frames", "2"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    n = len(EXPECTED)
+    lines = [line for line in result.output.splitlines() if f"/{n} videos" in line]
+    assert lines and lines[-1].startswith(f"{n}/{n} videos (4 error), ")
+    assert lines[-1].endswith(" videos/s, about 0s left")
+
+
 def test_a_folder_without_videos_says_what_it_holds(checkpoint, tmp_path):
     footage = tmp_path / "footage"
     for name in ("a.braw", "b.braw", "c.r3d", "notes.txt"):  # raw camera files, a note
