@@ -4,10 +4,12 @@ scan's own extraction stage (jobs.scan.extract_row)."""
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 
-from jobs.scan import extracted, init_ray, rows_of
+import jobs.scan
+from jobs.scan import extracted, init_ray, progress_line, rows_of
 from pipeline.config import Preprocess
 from pipeline.discover import content_id, describe_files
 from pipeline.faces import make_detector
@@ -48,7 +50,9 @@ def run_extract(
     )
     counts: Counter = Counter()
     init_ray(address)
+    log(f"extracting faces of {len(refs)} videos into {out_dir}")
     ds = extracted(refs, preprocess.to_dict(), frames, max_faces)
+    started = last_report = time.monotonic()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for row in rows_of(batch):
             counts["videos"] += 1
@@ -60,6 +64,10 @@ def run_extract(
             counts[f"faces_{label_of[path]}"] += writer.add(
                 row, label_of[path], source_of.get(path), plan.get(key_of.get(path, path))
             )
+        if time.monotonic() - last_report >= jobs.scan.PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            faces = f" ({counts['faces_real'] + counts['faces_fake']} faces)"
+            log(progress_line(counts["videos"], len(refs), last_report - started, faces))
     manifest = writer.close()
     made = Counter((r["split"] or "all", r["label"]) for r in writer.all_rows())
     by_split = {

@@ -67,6 +67,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         )
 
 
+def progress_line(done: int, total: int, elapsed: float, detail: str = "") -> str:
+    """`done/total videos{detail}, rate, about ... left`: the scan's and extraction's line."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    left = (total - done) / rate if rate else math.nan
+    return f"{done}/{total} videos{detail}, {rate:.2f} videos/s, about {duration_text(left)} left"
+
+
 def duration_text(seconds: float) -> str:
     """A time left as a person reads it in an overnight log: 8h 05m, 12m 30s, 45s."""
     if not math.isfinite(seconds):
@@ -455,14 +462,8 @@ def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, coun
                         counts[record["label"]] += 1
                 if cfg.progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                     last_report = time.monotonic()
-                    done, elapsed = counts["videos"], last_report - started
-                    rate = done / elapsed if elapsed else 0.0
-                    eta = (len(todo) - done) / rate if rate else math.nan
                     errors = f" ({counts['error']} error)" if counts["error"] else ""
-                    log(
-                        f"{done}/{len(todo)} videos{errors}, {rate:.2f} videos/s, "
-                        f"about {duration_text(eta)} left"
-                    )
+                    log(progress_line(counts["videos"], len(todo), last_report - started, errors))
     if counts["videos"] != len(todo):  # a lost result is a bug, never something to hide
         raise RuntimeError(f"{len(todo)} videos to scan but {counts['videos']} results written")
     counts["nodes"] = len(nodes - {None})  # Ray nodes that decoded videos

@@ -194,7 +194,7 @@ def _scored_row(path, score, status="ok"):
     }  # fmt: skip
 
 
-def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_path):
+def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_path, monkeypatch):
     videos = tmp_path / "videos"
     for label in ("real", "fake"):
         for i in range(3):
@@ -202,6 +202,9 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
             write_video(videos / label / f"{label}{i}.mp4", frames=8 + i + 3 * (label == "fake"))
     (videos / "fake" / "broken.mp4").write_text("no video")
     out = tmp_path / "faces"
+    import jobs.scan
+
+    monkeypatch.setattr(jobs.scan, "PROGRESS_EVERY_S", 0.0)
     result = CliRunner().invoke(
         cli,
         ["extract-faces", str(videos), "--out", str(out), "--frames", "3",
@@ -210,6 +213,9 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert (summary["videos"], summary["ok"], summary["error"]) == (7, 6, 1)
+    progress = [line for line in result.output.splitlines() if line.startswith("7/7 videos (")]
+    assert progress[-1].endswith(" videos/s, about 0s left")  # PROGRESS_EVERY_S is 0 here
+    assert f"7/7 videos ({summary['faces_real'] + summary['faces_fake']} faces), " in progress[-1]
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert len(manifest) == summary["faces_real"] + summary["faces_fake"] >= 15
     assert all((out / p).is_file() for p in manifest.image)
