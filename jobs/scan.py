@@ -34,6 +34,7 @@ from pipeline.reports import (
     finished_videos,
     latest_results,
     mark_interrupted_runs,
+    moved_results,
     new_run_id,
     remove_temporary_files,
     vanished_videos,
@@ -281,7 +282,8 @@ def summary_line(summary: dict, report_dir: str) -> str:
     return (
         f"scanned {s['videos']} videos in {s['elapsed_s']:.1f}s ({s['videos_per_s']:.2f} videos/s):"
         f" {s['fake']} fake, {s['real']} real, {s['no_face']} no_face, {s['error']} error;"
-        f" {s.get('skipped', 0)} unchanged skipped, {s.get('missing', 0)} no longer found"
+        f" {s.get('skipped', 0)} unchanged skipped, {s.get('moved', 0)} moved (results kept),"
+        f" {s.get('missing', 0)} no longer found"
         f" -> {report_dir}"
     )
 
@@ -313,6 +315,25 @@ def pending(
         or not r.fingerprint
         or finished.get(r.path) != (r.fingerprint, model_id, settings)
     ]
+
+
+def moved_videos(
+    todo: list, finished: dict[str, tuple[str, str, str]], model_id: str, settings: str
+) -> dict[str, str]:
+    """Videos of `todo` whose content has a final result at another path, by the same model
+    and settings (a folder moved or renamed, a file copied with its time kept): new path ->
+    that path. The fingerprint (size, modification time, first and last 64 KiB) says so."""
+    by_fingerprint: dict[str, str] = {}
+    for path, (fingerprint, model, with_settings) in sorted(finished.items()):
+        if (model, with_settings) == (model_id, settings):
+            by_fingerprint.setdefault(fingerprint, path)
+    return {
+        r.path: by_fingerprint[r.fingerprint]
+        for r in todo
+        if not r.error
+        and r.fingerprint in by_fingerprint
+        and by_fingerprint[r.fingerprint] != r.path
+    }
 
 
 def scan_settings(cfg: ScanConfig, preprocess: Preprocess, threshold: float) -> str:
@@ -357,7 +378,16 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         latest = latest_results(cfg.report_dir)
         finished = {} if cfg.rescan else finished_videos(cfg.report_dir, latest)
         todo = pending(refs, finished, ckpt["model_id"], settings)
+        moves = moved_videos(todo, finished, ckpt["model_id"], settings)
+        todo = [r for r in todo if r.path not in moves]
         gone = vanished_videos(cfg.report_dir, cfg.video_dir, {r.path for r in refs}, latest)
+        moved_to = {was: new for new, was in sorted(moves.items(), reverse=True)}
+        for row in gone:  # a moved video's old path says where its content is now
+            if row["path"] in moved_to:
+                row["error"] = (
+                    f"moved or renamed to {moved_to[row['path']]} (the same content), "
+                    f"found there by run {run_id}"
+                )
         record = {
             "run_id": run_id,
             "status": "running",
@@ -368,14 +398,15 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             "threshold": threshold,  # exact; the settings show it to 6 digits
             "started_at": started_at.isoformat(),
             "found": len(refs),
-            "skipped": len(refs) - len(todo),
+            "skipped": len(refs) - len(todo) - len(moves),
+            "moved": len(moves),
             "missing": len(gone),
             "metadata_files": len(metadata),
         }
         write_run_record(cfg.report_dir, record)
         log(
             f"run {run_id}: {len(refs)} videos under {cfg.video_dir}, {len(todo)} to scan, "
-            f"{len(refs) - len(todo)} unchanged, {len(gone)} no longer found; "
+            f"{record['skipped']} unchanged, {len(moves)} moved, {len(gone)} no longer found; "
             f"model {ckpt['model_id']}; {settings}"
         )
         if not refs:
@@ -393,7 +424,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             )
         counts: Counter = Counter()
         try:
-            _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, counts)
+            _scan(cfg, ckpt, todo, gone, moves, threshold, settings, run_id, started, log, counts)
         except KeyboardInterrupt:  # Ctrl-C: what reached the driver is written (the writer's
             # exit); the record says so now rather than waiting for the next run to find it
             write_run_record(
@@ -410,7 +441,8 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         summary.update(
             run_id=run_id,
             found=len(refs),
-            skipped=len(refs) - len(todo),
+            skipped=record["skipped"],
+            moved=len(moves),
             missing=len(gone),
             nodes=counts["nodes"],
         )
@@ -435,8 +467,9 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     return summary
 
 
-def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, counts) -> None:
-    """Scores `todo` into the report, counting into `counts` as results arrive."""
+def _scan(cfg, ckpt, todo, gone, moves, threshold, settings, run_id, started, log, counts) -> None:
+    """Scores `todo` into the report, counting into `counts` as results arrive; restates the
+    results of `moves` (new path -> old path) for their new paths, unscored."""
     nodes: set = set()
     # The writer flushes on time while the loop waits for results, and on the way out also when
     # the run fails: every result that reached the driver reaches the report.
@@ -445,6 +478,8 @@ def _scan(cfg, ckpt, todo, gone, threshold, settings, run_id, started, log, coun
     ) as writer:
         for row in gone:  # the latest word on videos that are no longer there
             writer.add(row)
+        if moves:
+            writer.add_tables(*moved_results(cfg.report_dir, moves, run_id, datetime.now(UTC)))
         if todo:
             init_ray(cfg.address)
             DataContext.get_current().enable_progress_bars = False  # our own progress lines

@@ -203,6 +203,13 @@ class ReportWriter:
             self._timer.start()
         return record
 
+    def add_tables(self, videos: pa.Table, faces: pa.Table) -> None:
+        """Rows made whole elsewhere (moved_results), written with the next piece."""
+        with self._lock:
+            self._videos += videos.to_pylist()
+            if faces.num_rows:
+                self._faces.append(faces)
+
     def flush(self) -> None:
         with self._lock:
             self._flush()
@@ -331,6 +338,33 @@ def finished_videos(
     df = df[df.status.isin(["ok", "no_face"]) & df.fingerprint.notna()]
     keys = zip(df.fingerprint, df.model_id.fillna(""), df.settings.fillna(""), strict=True)
     return dict(zip(df.path, keys, strict=True))
+
+
+def moved_results(
+    report_dir: str, moves: dict[str, str], run_id: str, scanned_at: datetime
+) -> tuple[pa.Table, pa.Table]:
+    """Videos found again at another path, with the same content (`moves`: new path -> an old
+    path whose latest result is final and was made by the same model and settings): that
+    result restated as this run's rows for the new path, (videos, faces)."""
+    old = sorted(set(moves.values()))
+    videos = _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, paths=old)).set_index("path")
+    faces = _read(report_dir, FACES, FACES_SCHEMA, paths=old)
+    faces = faces.merge(videos.reset_index()[["path", "run_id"]], on=["path", "run_id"])
+    faces_of = {path: group for path, group in faces.groupby("path")}
+    new_videos, new_faces = [], []
+    for new, was in sorted(moves.items()):
+        row = videos.loc[[was]].reset_index()
+        new_videos.append(row.assign(path=new, run_id=run_id, scanned_at=scanned_at))
+        if was in faces_of:
+            new_faces.append(faces_of[was].assign(path=new, run_id=run_id))
+
+    def table(parts: list[pd.DataFrame], schema: pa.Schema) -> pa.Table:
+        if not parts:
+            return schema.empty_table()
+        frame = pd.concat(parts, ignore_index=True)[schema.names]
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+    return table(new_videos, VIDEOS_SCHEMA), table(new_faces, FACES_SCHEMA)
 
 
 STATUS_MISSING = "missing"

@@ -50,7 +50,7 @@ def summarize(report_dir: str, top: int = 10) -> dict:
 # Counts in run records; a run recorded without one (older, or still running) makes pandas hold
 # the column as floats, which would print as 4.0.
 RUN_COUNTS = ("found", "scanned", "skipped", "missing", "videos", "ok", "no_face", "error",
-              "fake", "real", "nodes", "metadata_files")  # fmt: skip
+              "fake", "real", "nodes", "metadata_files", "moved")  # fmt: skip
 
 
 def _clean(d: dict) -> dict:
@@ -68,8 +68,9 @@ def text_summary(s: dict) -> str:
         r = s["last_run"]  # cleaned by summarize: counts are ints, or None when not recorded
         line = f"  last run {r['run_id']} ({r.get('status')})"
         if r.get("finished_at"):
+            moved = f"moved {r['moved']}, " if r.get("moved") else ""
             line += (
-                f": scanned {r.get('scanned') or 0}, skipped {r.get('skipped') or 0}, "
+                f": scanned {r.get('scanned') or 0}, skipped {r.get('skipped') or 0}, {moved}"
                 f"no longer found {r.get('missing') or 0}, finished {r['finished_at']}"
             )
         else:  # running, interrupted or unreadable: no totals yet

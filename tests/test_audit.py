@@ -21,7 +21,7 @@ from pipeline.config import Preprocess
 from pipeline.isolate import CRASH_ON_ENV, IsolatedExtractor
 from pipeline.lock import ReportLocked, ScanLock
 from pipeline.model import build_model, save_checkpoint
-from pipeline.reports import load_runs, load_videos
+from pipeline.reports import load_faces, load_runs, load_videos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,6 +92,52 @@ def test_rescans_only_what_changed(ray_session, checkpoint, tmp_path):
     assert str(videos / "._a.mp4") not in set(history.path)
     for key in ("ok", "no_face", "error", "started_at", "finished_at", "videos_per_s"):
         assert runs[key].notna().all(), key
+
+
+def test_a_moved_folder_keeps_its_results_and_is_not_scored_again(
+    ray_session, checkpoint, tmp_path
+):
+    videos, report = tmp_path / "videos", tmp_path / "report"
+    for name in ("a", "b"):
+        write_video(videos / "day1" / f"{name}.mp4", frames=6 + 3 * (name == "b"))
+    write_video(videos / "day1" / "scene.mp4", frames=6, face=False)
+    first = scan(videos, report, checkpoint)
+    before = load_videos(str(report)).set_index("path")
+    faces_before = load_faces(str(report))
+
+    # The folder is reorganised (a rename keeps each file's time), one clip is copied anew
+    # (a new time: another fingerprint) and one is new.
+    os.makedirs(videos / "archive")
+    os.rename(videos / "day1", videos / "archive" / "2026-11-26")
+    moved = videos / "archive" / "2026-11-26"
+    shutil.copyfile(moved / "b.mp4", videos / "b copy.mp4")
+    write_video(videos / "c.mp4", frames=7)
+    second = scan(videos, report, checkpoint)
+    assert (second["videos"], second["moved"], second["skipped"]) == (2, 3, 0)
+    assert second["missing"] == 3
+    latest = load_videos(str(report)).set_index("path")
+    for name in ("a.mp4", "b.mp4", "scene.mp4"):
+        now, was = latest.loc[str(moved / name)], before.loc[str(videos / "day1" / name)]
+        assert now.run_id == second["run_id"] and was.run_id == first["run_id"]
+        assert (now.status, now.fingerprint, now.settings) == (was.status, was.fingerprint,
+                                                             was.settings)  # fmt: skip
+        assert now.fake_score == was.fake_score or (now.status == was.status == "no_face")
+        gone = latest.loc[str(videos / "day1" / name)]
+        assert gone.status == "missing"
+        assert gone.error.startswith(f"moved or renamed to {moved / name} (the same content)")
+    faces = load_faces(str(report))
+    for name in ("a.mp4", "b.mp4"):
+        old = faces_before[faces_before.path == str(videos / "day1" / name)]
+        new = faces[faces.path == str(moved / name)]
+        assert len(new) == len(old) > 0 and (new.run_id == second["run_id"]).all()
+        assert new.fake_score.tolist() == old.fake_score.tolist()
+    runs = load_runs(str(report))
+    assert runs.moved.tolist() == [0, 3]
+    summary = CliRunner().invoke(cli, ["report", str(report)]).output
+    assert "scanned 2, skipped 0, moved 3, no longer found 3" in summary
+    # nothing is left to do, and --rescan scores everything, moved or not
+    assert (scan(videos, report, checkpoint)["videos"], scan(videos, report, checkpoint,
+            "--rescan")["videos"]) == (0, 5)  # fmt: skip
 
 
 def test_a_deleted_video_is_reported_missing_and_scored_again_when_it_returns(
