@@ -424,7 +424,11 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
             )
         counts: Counter = Counter()
         try:
-            _scan(cfg, ckpt, todo, gone, moves, threshold, settings, run_id, started, log, counts)
+            # read before this run writes: its own `missing` rows are newer than the results
+            carried = moves and moved_results(
+                cfg.report_dir, moves, latest, run_id, datetime.now(UTC)
+            )
+            _scan(cfg, ckpt, todo, gone, carried, threshold, settings, run_id, started, log, counts)
         except KeyboardInterrupt:  # Ctrl-C: what reached the driver is written (the writer's
             # exit); the record says so now rather than waiting for the next run to find it
             write_run_record(
@@ -467,19 +471,21 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     return summary
 
 
-def _scan(cfg, ckpt, todo, gone, moves, threshold, settings, run_id, started, log, counts) -> None:
-    """Scores `todo` into the report, counting into `counts` as results arrive; restates the
-    results of `moves` (new path -> old path) for their new paths, unscored."""
+def _scan(cfg, ckpt, todo, gone, carried, threshold, settings, run_id, started, log, counts):
+    """Scores `todo` into the report, counting into `counts` as results arrive, after the
+    `carried` results of moved videos (moved_results) and the `gone` rows."""
     nodes: set = set()
     # The writer flushes on time while the loop waits for results, and on the way out also when
     # the run fails: every result that reached the driver reaches the report.
     with ReportWriter(
         cfg.report_dir, run_id, flush_seconds=cfg.flush_seconds, settings=settings
     ) as writer:
+        # A moved video's result first: a crash never leaves its old path missing and the new
+        # one without a result.
+        if carried:
+            writer.add_tables(*carried)
         for row in gone:  # the latest word on videos that are no longer there
             writer.add(row)
-        if moves:
-            writer.add_tables(*moved_results(cfg.report_dir, moves, run_id, datetime.now(UTC)))
         if todo:
             init_ray(cfg.address)
             DataContext.get_current().enable_progress_bars = False  # our own progress lines

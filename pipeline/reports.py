@@ -189,8 +189,16 @@ class ReportWriter:
         faces = None
         if row.get("face_meta"):
             faces = pa.table(face_columns(row, self.run_id), schema=FACES_SCHEMA)
+        self._append([record], faces)
+        return record
+
+    def add_tables(self, videos: pa.Table, faces: pa.Table) -> None:
+        """Rows made whole elsewhere (moved_results), under the same flushing rules."""
+        self._append(videos.to_pylist(), faces if faces.num_rows else None)
+
+    def _append(self, records: list[dict], faces: pa.Table | None) -> None:
         with self._lock:
-            self._videos.append(record)
+            self._videos += records
             if faces is not None:
                 self._faces.append(faces)
             if (
@@ -201,14 +209,6 @@ class ReportWriter:
         if self._timer is None and self.flush_seconds > 0:  # at 0 every add flushes anyway
             self._timer = threading.Thread(target=self._flush_on_time, daemon=True)
             self._timer.start()
-        return record
-
-    def add_tables(self, videos: pa.Table, faces: pa.Table) -> None:
-        """Rows made whole elsewhere (moved_results), written with the next piece."""
-        with self._lock:
-            self._videos += videos.to_pylist()
-            if faces.num_rows:
-                self._faces.append(faces)
 
     def flush(self) -> None:
         with self._lock:
@@ -341,30 +341,29 @@ def finished_videos(
 
 
 def moved_results(
-    report_dir: str, moves: dict[str, str], run_id: str, scanned_at: datetime
+    report_dir: str, moves: dict[str, str], latest: pd.DataFrame, run_id: str, scanned_at: datetime
 ) -> tuple[pa.Table, pa.Table]:
     """Videos found again at another path, with the same content (`moves`: new path -> an old
     path whose latest result is final and was made by the same model and settings): that
-    result restated as this run's rows for the new path, (videos, faces)."""
-    old = sorted(set(moves.values()))
-    videos = _latest(_read(report_dir, VIDEOS, VIDEOS_SCHEMA, paths=old)).set_index("path")
+    result, the old path's row of run `latest` names, restated as this run's rows for the new
+    path, (videos, faces). Read before this run writes anything of its own."""
+    pairs = pd.DataFrame({"new": list(moves), "path": list(moves.values())})
+    pairs = pairs.merge(latest[["path", "run_id"]], on="path")  # the exact result: path and run
+    old = sorted(set(pairs.path))
+    videos = _read(report_dir, VIDEOS, VIDEOS_SCHEMA, paths=old)
+    videos = videos.merge(pairs, on=["path", "run_id"]).drop_duplicates("new")
     faces = _read(report_dir, FACES, FACES_SCHEMA, paths=old)
-    faces = faces.merge(videos.reset_index()[["path", "run_id"]], on=["path", "run_id"])
-    faces_of = {path: group for path, group in faces.groupby("path")}
-    new_videos, new_faces = [], []
-    for new, was in sorted(moves.items()):
-        row = videos.loc[[was]].reset_index()
-        new_videos.append(row.assign(path=new, run_id=run_id, scanned_at=scanned_at))
-        if was in faces_of:
-            new_faces.append(faces_of[was].assign(path=new, run_id=run_id))
+    faces = faces.merge(pairs, on=["path", "run_id"])
 
-    def table(parts: list[pd.DataFrame], schema: pa.Schema) -> pa.Table:
-        if not parts:
-            return schema.empty_table()
-        frame = pd.concat(parts, ignore_index=True)[schema.names]
-        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    def restated(frame: pd.DataFrame, schema: pa.Schema, **columns) -> pa.Table:
+        frame = frame.assign(path=frame.new, run_id=run_id, **columns)[schema.names]
+        return pa.Table.from_pandas(frame.reset_index(drop=True), schema=schema,
+                                    preserve_index=False)  # fmt: skip
 
-    return table(new_videos, VIDEOS_SCHEMA), table(new_faces, FACES_SCHEMA)
+    return (
+        restated(videos, VIDEOS_SCHEMA, scanned_at=scanned_at),
+        restated(faces, FACES_SCHEMA),
+    )
 
 
 STATUS_MISSING = "missing"
