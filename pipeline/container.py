@@ -18,19 +18,30 @@ BMFF_TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot",
 # ISO base media brands of still images (HEIC, AVIF: phone photos) in the MP4 container
 STILL_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif")
 
-SIGNATURES = (  # (offset, bytes, what a file starting so is)
-    (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-    (8, b"AVI ", "AVI"),
-    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "ASF/WMV"),
-    (0, b"FLV", "FLV"),
-    (0, b"\x00\x00\x01\xba", "MPEG program stream"),
-    (0, b"\x00\x00\x01\xb3", "MPEG video elementary stream"),
-    (0, b"\x06\x0e\x2b\x34\x02\x05\x01\x01", "MXF"),
+# Video containers other than MP4/MOV, by their first bytes: (kind, (offset, bytes), ...). The
+# kind is the file type the web page takes an upload as (pipeline.web.analysis.sniff).
+CONTAINERS = (
+    ("webm", (0, b"\x1a\x45\xdf\xa3")),  # Matroska / WebM
+    ("avi", (0, b"RIFF"), (8, b"AVI ")),
+    ("wmv", (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")),  # ASF: Windows Media
+    ("flv", (0, b"FLV\x01")),
+    ("mpg", (0, b"\x00\x00\x01\xba")),  # MPEG program stream
+    ("mpeg-video", (0, b"\x00\x00\x01\xb3")),  # MPEG video elementary stream
+    ("mxf", (0, b"\x06\x0e\x2b\x34\x02\x05\x01\x01")),  # broadcast MXF
 )
 # MPEG transport streams: a sync byte 0x47 every 188 bytes, or every 192 after a 4-byte time
 # code (AVCHD's .m2ts/.mts); (first sync byte, packet size), three packets to be sure.
 TS_PACKETS = ((0, 188), (4, 192))
 HEAD_BYTES = 4 + 3 * 192
+
+
+def container_kind(head: bytes) -> str | None:
+    """Which container of CONTAINERS, or "mts" for a transport stream, the file starting with
+    `head` is; None for none of them (MP4/MOV: see is_bmff)."""
+    for kind, *marks in CONTAINERS:
+        if all(head[at : at + len(mark)] == mark for at, mark in marks):
+            return kind
+    return "mts" if is_transport_stream(head) else None
 
 
 def is_transport_stream(head: bytes) -> bool:
@@ -71,13 +82,10 @@ def diagnose(path: str) -> str | None:
     for magic, what in NOT_VIDEO:
         if head.startswith(magic):
             return f"not a video: the file is {what}"
-    for offset, magic, _ in SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return None
+    if container_kind(head):
+        return None
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
         return "not a video: the file is WAV audio"
-    if is_transport_stream(head):
-        return None
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"{")):
         return "not a video: the file is a web page or data (a failed download saved as video?)"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipeline.aggregate import aggregate, label_for
 from pipeline.config import describe_settings
-from pipeline.container import HEAD_BYTES, STILL_BRANDS, is_transport_stream
+from pipeline.container import HEAD_BYTES, STILL_BRANDS, container_kind
 from pipeline.discover import describe_file
 from pipeline.explain import grad_cam, overlay
 from pipeline.extract import STATUS_ERROR, unpack_crops, unpack_face_meta
@@ -44,27 +44,14 @@ def sniff(head: bytes) -> str | None:
         return "png"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "avi"
     if head[4:8] == b"ftyp":
         if head[8:12] in STILL_BRANDS:
             return None
         return "mov" if head[8:10] == b"qt" else "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "webm"
-    # camcorders (AVCHD: MPEG transport streams of 188-byte packets, or 192 with a time code
-    # first), MPEG program streams, Windows Media, Flash, broadcast MXF
-    if is_transport_stream(head):
-        return "mts"
-    if head.startswith(b"\x00\x00\x01\xba"):
-        return "mpg"
-    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
-        return "wmv"
-    if head.startswith(b"FLV\x01"):
-        return "flv"
-    if head.startswith(b"\x06\x0e\x2b\x34\x02\x05\x01\x01"):
-        return "mxf"
-    return None
+    # the other containers the scan reads: WebM, AVI, camcorders' transport streams, MPEG,
+    # Windows Media, Flash, broadcast MXF
+    kind = container_kind(head)
+    return kind if kind in VIDEO_KINDS else None
 
 
 def data_uri(rgb: np.ndarray, fmt: str = ".jpg") -> str:
