@@ -103,16 +103,10 @@ def _bmff_problem(f, size: int) -> str | None:
     boxes, at, moov = [], 0, None
     while at < size:
         f.seek(at)
-        header = f.read(16)
-        if len(header) < 8:  # the file ends inside a box's header
+        box = _box(f.read(16), size - at)
+        if box is None:
             return _cut_short(f"it stops at byte {size:,}, inside a box header", boxes)
-        length, kind = struct.unpack(">I4s", header[:8])
-        if length == 1:  # a 64-bit size follows
-            if len(header) < 16:
-                return _cut_short(f"it stops at byte {size:,}, inside a box header", boxes)
-            length = struct.unpack(">Q", header[8:16])[0]
-        elif length == 0:  # the last box, to the end of the file
-            length = size - at
+        length, kind, _ = box
         if length < 8:
             return "damaged MP4/MOV structure: a box with an impossible size"
         boxes.append(kind)
@@ -159,19 +153,30 @@ def track_kinds(moov: bytes) -> list[bytes]:
 def _children(payload: bytes, kind: bytes) -> list[bytes]:
     """The payloads of the boxes of type `kind` directly inside `payload`."""
     out, at = [], 0
-    while at + 8 <= len(payload):
-        length, this = struct.unpack(">I4s", payload[at : at + 8])
-        start = at + 8
-        if length == 1 and at + 16 <= len(payload):
-            length, start = struct.unpack(">Q", payload[at + 8 : at + 16])[0], at + 16
-        elif length == 0:
-            length = len(payload) - at
-        if length < start - at or at + length > len(payload):
+    while at < len(payload):
+        box = _box(payload[at : at + 16], len(payload) - at)
+        if box is None or not box[2] <= box[0] <= len(payload) - at:
             break  # damaged: what was read so far stands
+        length, this, header = box
         if this == kind:
-            out.append(payload[start : at + length])
+            out.append(payload[at + header : at + length])
         at += length
     return out
+
+
+def _box(header: bytes, room: int) -> tuple[int, bytes, int] | None:
+    """(length, type, header length) of the box whose first bytes are `header`, `room` bytes
+    from its start to the end of what holds it; None when `header` ends inside the header."""
+    if len(header) < 8:
+        return None
+    length, kind = struct.unpack(">I4s", header[:8])
+    if length == 1:  # a 64-bit size follows
+        if len(header) < 16:
+            return None
+        return struct.unpack(">Q", header[8:16])[0], kind, 16
+    if length == 0:  # the last box, to the end of what holds it
+        return room, kind, 8
+    return length, kind, 8
 
 
 def _cut_short(where: str, boxes: list[bytes]) -> str:
