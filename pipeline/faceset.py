@@ -116,10 +116,10 @@ def plan_splits(
     for key, label in videos:
         labels_of.setdefault(key, set()).add(label)
     for label in LABELS:
+        keys = {k for k, lab in videos if lab == label}  # by content: copies count once
         # one content under both labels (a labelling mistake) stays where hashing put it
-        movable = sorted({k for k, lab in videos if lab == label and len(labels_of[k]) == 1},
-                         key=_position)  # fmt: skip
-        splits = [plan[k] for k in {k for k, lab in videos if lab == label}]  # by content
+        movable = sorted((k for k in keys if len(labels_of[k]) == 1), key=_position)
+        splits = [plan[k] for k in keys]
         splits += [split for key, lab, split in kept if lab == label and key in fixed]
         if len(splits) < 2 or not movable:
             continue
