@@ -322,11 +322,17 @@ def moved_videos(
 ) -> dict[str, str]:
     """Videos of `todo` whose content has a final result at another path, by the same model
     and settings (a folder moved or renamed, a file copied with its time kept): new path ->
-    that path. The fingerprint (size, modification time, first and last 64 KiB) says so."""
+    that path, one no longer found when there is one (the file that moved, rather than a copy
+    that stayed). The fingerprint (size, modification time, first and last 64 KiB) says so."""
+    wanted = {r.fingerprint for r in todo if not r.error}
+    sources = [
+        path
+        for path, (fingerprint, model, with_settings) in finished.items()
+        if fingerprint in wanted and (model, with_settings) == (model_id, settings)
+    ]
     by_fingerprint: dict[str, str] = {}
-    for path, (fingerprint, model, with_settings) in sorted(finished.items()):
-        if (model, with_settings) == (model_id, settings):
-            by_fingerprint.setdefault(fingerprint, path)
+    for path in sorted(sources, key=lambda path: (os.path.lexists(path), path)):  # gone first
+        by_fingerprint.setdefault(finished[path][0], path)
     return {
         r.path: by_fingerprint[r.fingerprint]
         for r in todo
@@ -334,6 +340,26 @@ def moved_videos(
         and r.fingerprint in by_fingerprint
         and by_fingerprint[r.fingerprint] != r.path
     }
+
+
+def say_where_moved(gone: list[dict], latest, refs: list, moves: dict[str, str], run_id: str):
+    """A path no longer found whose content is found at another path says where, whether or
+    not its result could be kept there (another model or settings score it again), and so
+    does every copy of a folder moved, not only the one whose result was carried: the path
+    with the same file name when there is one."""
+    fingerprints = dict(zip(latest.path, latest.fingerprint, strict=True))
+    now_at: dict[str, list[str]] = {}
+    for r in sorted(refs, key=lambda r: (r.path not in moves, r.path)):  # carried ones first
+        if not r.error and r.fingerprint:
+            now_at.setdefault(r.fingerprint, []).append(r.path)
+    for row in gone:
+        there = now_at.get(fingerprints.get(row["path"]), [])
+        name = os.path.basename(row["path"])
+        new = next((p for p in there if os.path.basename(p) == name), there[0] if there else "")
+        if new:
+            row["error"] = (
+                f"moved or renamed to {new} (the same content), found there by run {run_id}"
+            )
 
 
 def scan_settings(cfg: ScanConfig, preprocess: Preprocess, threshold: float) -> str:
@@ -381,13 +407,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
         moves = moved_videos(todo, finished, ckpt["model_id"], settings)
         todo = [r for r in todo if r.path not in moves]
         gone = vanished_videos(cfg.report_dir, cfg.video_dir, {r.path for r in refs}, latest)
-        moved_to = {was: new for new, was in sorted(moves.items(), reverse=True)}
-        for row in gone:  # a moved video's old path says where its content is now
-            if row["path"] in moved_to:
-                row["error"] = (
-                    f"moved or renamed to {moved_to[row['path']]} (the same content), "
-                    f"found there by run {run_id}"
-                )
+        say_where_moved(gone, latest, refs, moves, run_id)
         record = {
             "run_id": run_id,
             "status": "running",
@@ -480,12 +500,10 @@ def _scan(cfg, ckpt, todo, gone, carried, threshold, settings, run_id, started, 
     with ReportWriter(
         cfg.report_dir, run_id, flush_seconds=cfg.flush_seconds, settings=settings
     ) as writer:
-        # A moved video's result first: a crash never leaves its old path missing and the new
-        # one without a result.
-        if carried:
-            writer.add_tables(*carried)
-        for row in gone:  # the latest word on videos that are no longer there
-            writer.add(row)
+        # Moved videos' results and the `missing` rows of the paths they left (the latest word
+        # on videos that are no longer there) go in one piece: a crash keeps both or neither.
+        if carried or gone:
+            writer.add_tables(*(carried or (None, None)), rows=gone)
         if todo:
             init_ray(cfg.address)
             DataContext.get_current().enable_progress_bars = False  # our own progress lines

@@ -192,9 +192,15 @@ class ReportWriter:
         self._append([record], faces)
         return record
 
-    def add_tables(self, videos: pa.Table, faces: pa.Table) -> None:
-        """Rows made whole elsewhere (moved_results), under the same flushing rules."""
-        self._append(videos.to_pylist(), faces if faces.num_rows else None)
+    def add_tables(
+        self, videos: pa.Table | None, faces: pa.Table | None, rows: list[dict] = ()
+    ) -> None:
+        """Rows made whole elsewhere (moved_results), and `rows` as `add` takes them, under the
+        same flushing rules and into one piece: written together or not at all."""
+        now = datetime.now(UTC)
+        records = [] if videos is None else videos.to_pylist()
+        records += [video_record(row, self.run_id, now, self.settings) for row in rows]
+        self._append(records, faces if faces is not None and faces.num_rows else None)
 
     def _append(self, records: list[dict], faces: pa.Table | None) -> None:
         with self._lock:

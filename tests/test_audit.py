@@ -144,6 +144,30 @@ def test_a_moved_folder_keeps_its_results_and_is_not_scored_again(
             "--rescan")["videos"]) == (0, 5)  # fmt: skip
 
 
+def test_copies_that_move_each_say_where_they_went(ray_session, checkpoint, tmp_path):
+    videos, report = tmp_path / "videos", tmp_path / "report"
+    write_video(videos / "a.mp4", frames=6)
+    shutil.copy2(videos / "a.mp4", videos / "b.mp4")  # a copy with its time: the same content
+    write_video(videos / "day1" / "x.mp4", frames=7)
+    shutil.copy2(videos / "day1" / "x.mp4", videos / "day1" / "x copy.mp4")
+    first = scan(videos, report, checkpoint)
+    assert (first["videos"], first["moved"]) == (4, 0)
+
+    os.rename(videos / "b.mp4", videos / "c.mp4")  # a stays: c is b, renamed
+    os.rename(videos / "day1", videos / "archive")  # both copies move
+    second = scan(videos, report, checkpoint)
+    assert (second["videos"], second["moved"], second["missing"]) == (0, 3, 3)
+    latest = load_videos(str(report)).set_index("path")
+    for was, now in (("b.mp4", "c.mp4"), ("day1/x.mp4", "archive/x.mp4"),
+                     ("day1/x copy.mp4", "archive/x copy.mp4")):  # fmt: skip
+        assert latest.loc[str(videos / was), "error"] == (
+            f"moved or renamed to {videos / now} (the same content), found there by run "
+            f"{second['run_id']}"
+        )
+        assert latest.loc[str(videos / now), "status"] == "ok"
+    assert latest.loc[str(videos / "a.mp4"), "run_id"] == first["run_id"]  # still there
+
+
 def test_a_deleted_video_is_reported_missing_and_scored_again_when_it_returns(
     ray_session, checkpoint, tmp_path
 ):

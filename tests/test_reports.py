@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -66,6 +67,27 @@ def test_pieces_are_atomic_and_read_back_with_their_schema(tmp_path):
     f = load_faces(str(tmp_path))
     assert len(f) == 4 and set(f["path"]) == {"/v/a.mp4", "/v/b.mp4"}
     assert list(f[f.path == "/v/a.mp4"]["frame_index"]) == [0, 10]
+
+
+def test_carried_results_and_the_rows_they_explain_share_one_piece(tmp_path):
+    # A moved video's kept result and its old path's `missing` row: a crash keeps both or
+    # neither, however small the pieces.
+    first = ReportWriter(str(tmp_path / "old"), "run1")
+    first.add(scored("/v/day1/a.mp4", 0.9))
+    first.close()
+    carried = load_videos(str(tmp_path / "old"))
+    videos = pa.Table.from_pandas(carried.assign(path="/v/archive/a.mp4"), preserve_index=False)
+    w = ReportWriter(str(tmp_path / "new"), "run2", flush_videos=1, flush_seconds=3600)
+    gone = [
+        {**scored(p, math.nan, faces=0), "status": "missing"}
+        for p in ("/v/day1/a.mp4", "/v/day1/b.mp4")
+    ]
+    w.add_tables(videos.select(VIDEOS_SCHEMA.names).cast(VIDEOS_SCHEMA), None, rows=gone)
+    assert w.pieces_written == 1
+    w.close()
+    v = load_videos(str(tmp_path / "new")).set_index("path")
+    assert v.loc["/v/archive/a.mp4", "fake_score"] == pytest.approx(0.9)
+    assert list(v.loc[["/v/day1/a.mp4", "/v/day1/b.mp4"], "status"]) == ["missing"] * 2
 
 
 def test_latest_result_per_video_and_its_faces(tmp_path):
