@@ -247,6 +247,7 @@ def scan(
     "--val-fraction",
     default=0.0,
     show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
     help="Put this fraction of the videos (whole videos) into val/, the rest in train/.",
 )
 @click.option(

@@ -23,6 +23,14 @@ def _content_id(path: str) -> str | None:
         return None
 
 
+def _labelled_both_ways(key_of: dict[str, str], label_of: dict[str, str]) -> list[str]:
+    """The paths (sorted) whose content (key) other paths file under the other label."""
+    labels: dict[str, set[str]] = {}
+    for path, key in key_of.items():
+        labels.setdefault(key, set()).add(label_of[path])
+    return sorted(path for path, key in key_of.items() if len(labels[key]) > 1)
+
+
 def run_extract(
     video_dir: str,
     out_dir: str,
@@ -45,11 +53,23 @@ def run_extract(
     source_of = {r["path"]: _content_id(r["path"]) for r in refs if not r["error"]}
     writer = FaceSetWriter(out_dir, preprocess, val_fraction, mode)
     key_of = {r["path"]: source_of.get(r["path"]) or r["path"] for r in refs if not r["error"]}
+    conflicting = _labelled_both_ways(key_of, label_of)
+    if conflicting:  # a copy or link filed under both labels: faces of one clip in both classes
+        log(
+            f"warning: left out {len(conflicting)} videos whose content is labelled both real "
+            f"and fake (copies or links of one clip), e.g. {', '.join(conflicting[:2])}"
+        )
+        left_out = set(conflicting)
+        refs = [r for r in refs if r["path"] not in left_out]
+        key_of = {path: key for path, key in key_of.items() if path not in left_out}
     plan = plan_splits(
         [(key, label_of[path]) for path, key in key_of.items()], val_fraction, writer.kept_videos()
     )
     counts: Counter = Counter()
     init_ray(address)
+    leftovers = writer.prepare()  # only now that the work can start is anything removed
+    if leftovers:
+        log(f"removed {leftovers} crops an interrupted extraction left in {out_dir}")
     log(f"extracting faces of {len(refs)} videos into {out_dir}")
     ds = extracted(refs, preprocess.to_dict(), frames, max_faces)
     started = last_report = time.monotonic()
@@ -85,6 +105,7 @@ def run_extract(
         "error": counts["error"],
         "faces_real": counts["faces_real"],
         "faces_fake": counts["faces_fake"],
+        "conflicting_labels": len(conflicting),
         "faces_by_split": by_split,  # of the whole face set (with --add, earlier faces too)
         "manifest": manifest,
     }

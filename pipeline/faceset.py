@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 
 import cv2
 import pyarrow as pa
@@ -60,7 +61,8 @@ def labelled_videos(
             raise FileNotFoundError(f"no videos under {video_dir}/real or {video_dir}/fake")
         return out
     base = os.path.dirname(os.path.abspath(labels_csv))
-    out = []
+    line_of: dict[str, int] = {}
+    label_of: dict[str, str] = {}
     # utf-8-sig: spreadsheet programs start their CSVs with a byte-order mark.
     with open(labels_csv, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
@@ -77,8 +79,18 @@ def labelled_videos(
             path = (row.get("path") or "").strip()
             if not path:
                 raise ValueError(f"{labels_csv}:{n}: no path")
-            out.append((os.path.normpath(os.path.join(base, path)), label))
-    return out
+            path = os.path.normpath(os.path.join(base, path))
+            if path in line_of:
+                if label_of[path] != label:  # which one is right, only the user knows
+                    raise ValueError(
+                        f"{labels_csv}:{n}: {path} is labelled {label} here and "
+                        f"{label_of[path]} on line {line_of[path]}"
+                    )
+                continue  # the same row twice: one video, extracted once
+            line_of[path], label_of[path] = n, label
+    if not label_of:
+        raise ValueError(f"{labels_csv}: no rows under its path,label header")
+    return list(label_of.items())
 
 
 def split_of(key: str, val_fraction: float) -> str:
@@ -102,23 +114,29 @@ def plan_splits(
     kept: list[tuple[str, str, str]] = (),
 ) -> dict[str, str]:
     """The split of each video of an extraction, by key: `videos` are (key, label); `kept` are
-    (key, label, split) of videos an earlier extraction put in the face set, which stay.
+    (key, label, split) of videos an earlier extraction put in the face set, which stay where
+    they are, also when extracted again.
 
     Each video's split is `split_of` its key, except where that leaves a class with two or
     more videos without any in val (or in train): hashing a few videos a class can, e.g. a
     one-in-ten chance with ten clips a class at 0.2. The class's video nearest the cut then
     moves over, so a small face set still validates on both classes."""
-    plan = {key: split_of(key, val_fraction) for key, _ in videos}
     if val_fraction <= 0:
-        return plan
-    fixed = {key for key, _, _ in kept} - set(plan)
+        return {key: "" for key, _ in videos}
+    # A video of the face set keeps its split when extracted again (--add): a checkpoint
+    # trained on it before must not find it in val now.
+    recorded = {key: split for key, _, split in kept}
+    plan = {key: recorded.get(key) or split_of(key, val_fraction) for key, _ in videos}
+    fixed = set(recorded) - set(plan)
     labels_of: dict[str, set[str]] = {}
     for key, label in videos:
         labels_of.setdefault(key, set()).add(label)
     for label in LABELS:
         keys = {k for k, lab in videos if lab == label}  # by content: copies count once
         # one content under both labels (a labelling mistake) stays where hashing put it
-        movable = sorted((k for k in keys if len(labels_of[k]) == 1), key=_position)
+        movable = sorted(
+            (k for k in keys if len(labels_of[k]) == 1 and k not in recorded), key=_position
+        )
         splits = [plan[k] for k in keys]
         splits += [split for key, lab, split in kept if lab == label and key in fixed]
         if len(splits) < 2 or not movable:
@@ -133,11 +151,20 @@ def plan_splits(
 MODES = ("new", "replace", "add")
 
 
+# The name `add` gives a crop: what a leftover crop of an interrupted extraction looks like.
+CROP_NAME = re.compile(r".-[0-9a-f]{8}_f\d{6}_\d+\.png$")
+
+
 class FaceSetWriter:
     """Writes one extraction into `out_dir`. mode `new` refuses a folder that already holds a
     face set (a manifest); `replace` removes that set's crops first; `add` keeps them, with
     the same preprocessing and validation fraction only, and a video extracted again (found by
-    its content, wherever it is now) replaces its own crops."""
+    its content, wherever it is now) replaces its own crops.
+
+    The manifest is written at the end, so an extraction killed on the way leaves crops no
+    manifest lists: `prepare` removes those (only files named as crops are, never a user's own
+    images), whatever the mode, before the next extraction writes any of its own. The
+    constructor only reads and checks, so that nothing is removed before the work can start."""
 
     def __init__(
         self, out_dir: str, preprocess: Preprocess, val_fraction: float = 0.0, mode: str = "new"
@@ -147,14 +174,38 @@ class FaceSetWriter:
         self.out_dir = out_dir
         self.preprocess = preprocess
         self.val_fraction = val_fraction
+        self.mode = mode
         self.rows: list[dict] = []
+        self.replaced: list[dict] = []  # rows of the face set that mode `replace` removes
         # rows of an earlier extraction, by source (manifests before that column: by video)
         self.kept: dict[str, list[dict]] = {}
         for r in self._earlier_rows(mode):
             self.kept.setdefault(r.get("source") or r["video"], []).append(r)
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "preprocess.json"), "w") as f:
-            json.dump(preprocess.to_dict(), f, indent=2)
+
+    def prepare(self) -> int:
+        """Clear the way for this extraction (the old set's crops with `replace`, and the
+        crops no manifest lists) and record its settings; returns how many leftover crops
+        were removed."""
+        listed = {r["image"] for rows in self.kept.values() for r in rows}
+        if self.mode == "replace":
+            self._remove(self.replaced)
+            # the manifest goes with its crops: an interrupted replacement never leaves one
+            # that lists crops which are gone
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.out_dir, "manifest.parquet"))
+        leftovers = [
+            {"image": os.path.relpath(os.path.join(folder, name), self.out_dir)}
+            for split in ("train", "val", "")
+            for label in LABELS
+            if os.path.isdir(folder := os.path.join(self.out_dir, split, label))
+            for name in os.listdir(folder)
+            if CROP_NAME.search(name) and os.path.join(split, label, name) not in listed
+        ]
+        self._remove(leftovers)
+        os.makedirs(self.out_dir, exist_ok=True)
+        with open(os.path.join(self.out_dir, "preprocess.json"), "w") as f:
+            json.dump(self.preprocess.to_dict(), f, indent=2)
+        return len(leftovers)
 
     def _earlier_rows(self, mode: str) -> list[dict]:
         manifest = os.path.join(self.out_dir, "manifest.parquet")
@@ -169,7 +220,7 @@ class FaceSetWriter:
                 " --replace removes its crops first, --add adds these videos to it"
             )
         if mode == "replace":
-            self._remove(rows)
+            self.replaced = rows
             return []
         with open(os.path.join(self.out_dir, "preprocess.json")) as f:
             earlier = Preprocess.from_dict(json.load(f))
@@ -188,7 +239,9 @@ class FaceSetWriter:
             raise ValueError(
                 f"{self.out_dir} was split with --val-fraction {was}: --add needs the same one"
             )
-        return rows
+        # An --add killed on the way removed the crops of the videos it extracted again before
+        # it could list their new ones: those rows are gone with their crops.
+        return [r for r in rows if os.path.exists(os.path.join(self.out_dir, r["image"]))]
 
     def _remove(self, rows: list[dict]) -> None:
         for r in rows:

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,8 +258,12 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
     os.rename(moved, tmp_path / "moved2")
     moved = tmp_path / "moved2"
     write_video(moved / "real" / "new.mp4", frames=20)
+    # and an --add before was killed after writing a crop it never listed
+    (out / "val" / "fake").mkdir(parents=True, exist_ok=True)
+    (out / "val" / "fake" / "gone-0123abcd_f000002_0.png").write_bytes(b"\x89PNG")
     result = CliRunner().invoke(cli, ["extract-faces", str(moved), *args, "--add"])
     assert result.exit_code == 0, result.output
+    assert "removed 1 crops an interrupted extraction left in" in result.output
     added = pd.read_parquet(out / "manifest.parquet")
     assert images_on_disk(out) == set(added.image)
     assert added.video.str.startswith(str(moved)).all()
@@ -289,16 +294,67 @@ def images_on_disk(folder):
 
 
 def test_extract_faces_from_a_labels_csv(ray_session, tmp_path):
-    write_video(tmp_path / "clips" / "x.mp4", frames=4)
-    (tmp_path / "labels.csv").write_text("path,label\nclips/x.mp4,1\n")
+    clips = tmp_path / "clips"
+    write_video(clips / "x.mp4", frames=4)
+    write_video(clips / "y.mp4", frames=5)
+    shutil.copyfile(clips / "y.mp4", clips / "y copy.mp4")  # one clip, filed under both labels
+    rows = "clips/x.mp4,1\nclips/y.mp4,fake\nclips/./x.mp4,fake\nclips/y copy.mp4,real\n"
+    (tmp_path / "labels.csv").write_text("path,label\n" + rows)  # x twice, the same label
     out = tmp_path / "faces"
     result = CliRunner().invoke(
         cli,
-        ["extract-faces", str(tmp_path / "clips"), "--out", str(out),
+        ["extract-faces", str(clips), "--out", str(out),
          "--labels", str(tmp_path / "labels.csv"), "--frames", "2", "--image-size", "32"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert len(list((out / "fake").glob("*.png"))) == 2
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert (summary["videos"], summary["conflicting_labels"]) == (1, 2)  # x, once
+    assert "labelled both real and fake (copies or links of one clip)" in result.output
+    assert len(list((out / "fake").glob("*.png"))) == 2 and not (out / "real").exists()
+
+
+def test_a_labels_csv_that_contradicts_itself_or_is_empty_is_refused(tmp_path):
+    from pipeline.faceset import labelled_videos
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\na.mp4,real\nb.mp4,fake\n./a.mp4,1\n")
+    with pytest.raises(ValueError, match=r"labels.csv:4: .*a.mp4 is labelled fake here and real "
+                       r"on line 2"):  # fmt: skip
+        labelled_videos(str(tmp_path), str(labels))
+    labels.write_text("path,label\r\n")
+    with pytest.raises(ValueError, match="no rows under its path,label header"):
+        labelled_videos(str(tmp_path), str(labels))
+
+
+def test_crops_an_interrupted_extraction_left_are_removed_before_the_next(tmp_path):
+    from pipeline.config import Preprocess
+    from pipeline.faceset import FaceSetWriter
+
+    out, preprocess = tmp_path / "faces", Preprocess(input_size=32)
+    leftover = out / "val" / "fake" / "clip-0123abcd_f000004_0.png"  # named as `add` names
+    mine = out / "val" / "fake" / "mine.png"  # the user's own image: never removed
+    for path in (leftover, mine):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89PNG")
+    writer = FaceSetWriter(str(out), preprocess, 0.5, "new")
+    assert leftover.exists()  # checking the folder removes nothing
+    assert writer.prepare() == 1
+    assert not leftover.exists() and mine.exists()
+    writer.close()
+    # --replace: its crops and manifest go only when the work starts, and together
+    listed = out / "train" / "real" / "v-89abcdef_f000001_0.png"
+    listed.parent.mkdir(parents=True)
+    listed.write_bytes(b"\x89PNG")
+    writer = FaceSetWriter(str(out), preprocess, 0.5, "replace")  # its manifest lists one crop
+    writer.rows.append({"image": str(listed.relative_to(out)), "label": "real", "split": "train",
+                        "video": "v.mp4", "frame_index": 1, "face_index": 0, "x": 0, "y": 0,
+                        "w": 1, "h": 1, "source": "s"})  # fmt: skip
+    writer.close()
+    writer = FaceSetWriter(str(out), preprocess, 0.5, "replace")
+    assert listed.exists() and (out / "manifest.parquet").exists()
+    writer.prepare()  # and killed here, before its own manifest: no manifest lists lost crops
+    assert not listed.exists() and not (out / "manifest.parquet").exists()
+    assert FaceSetWriter(str(out), preprocess, 0.5, "new").prepare() == 0  # a fresh start
 
 
 def test_a_kill_before_best_pt_or_the_metrics_are_written_is_repaired(tmp_path):

@@ -290,6 +290,19 @@ def test_splits_that_already_hold_both_classes_are_left_to_the_hash():
     assert set(plan_splits(videos, 0.0).values()) == {""}  # no split asked for
 
 
+def test_a_video_extracted_again_keeps_its_split():
+    from pipeline.faceset import plan_splits
+
+    fakes = _keys(2, "val", 0.2)  # both hashed to val: the first extraction moves one over
+    first = plan_splits([(k, "fake") for k in fakes], 0.2)
+    assert sorted(first.values()) == ["train", "val"]
+    # --add: a new fake in train makes the move needless, but the moved clip was trained on
+    new = _keys(1, "train", 0.2, start=800)[0]
+    kept = [(k, "fake", first[k]) for k in fakes]
+    again = plan_splits([(k, "fake") for k in [*fakes, new]], 0.2, kept)
+    assert again == {**first, new: "train"}
+
+
 def test_a_content_under_both_labels_or_copied_is_never_split_apart():
     from pipeline.faceset import plan_splits
 
