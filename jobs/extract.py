@@ -46,6 +46,8 @@ def run_extract(
 ) -> dict:
     """Extract faces of labelled videos into a face set folder; `mode`: see FaceSetWriter."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not 0 <= val_fraction < 1:  # NaN too
+        raise ValueError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
     make_detector(preprocess)  # an unusable detector fails here, before any work
     videos = labelled_videos(video_dir, labels_csv)
     label_of = dict(videos)
@@ -57,9 +59,11 @@ def run_extract(
     if conflicting:  # a copy or link filed under both labels: faces of one clip in both classes
         log(
             f"warning: left out {len(conflicting)} videos whose content is labelled both real "
-            f"and fake (copies or links of one clip), e.g. {', '.join(conflicting[:2])}"
+            f"and fake (copies or links of one clip; any earlier crops of theirs too), e.g. "
+            f"{', '.join(conflicting[:2])}"
         )
         left_out = set(conflicting)
+        writer.leave_out({key_of[path] for path in left_out})
         refs = [r for r in refs if r["path"] not in left_out]
         key_of = {path: key for path, key in key_of.items() if path not in left_out}
     plan = plan_splits(

@@ -343,14 +343,15 @@ def moved_videos(
 
 
 def say_where_moved(gone: list[dict], latest, refs: list, moves: dict[str, str], run_id: str):
-    """A path no longer found whose content is found at another path says where, whether or
-    not its result could be kept there (another model or settings score it again), and so
-    does every copy of a folder moved, not only the one whose result was carried: the path
-    with the same file name when there is one."""
+    """A path no longer found whose content is found at a path new to the report says where,
+    whether or not its result could be kept there (another model or settings score it again),
+    and so does every copy of a folder moved, not only the one whose result was carried: the
+    path with the same file name when there is one."""
     fingerprints = dict(zip(latest.path, latest.fingerprint, strict=True))
     now_at: dict[str, list[str]] = {}
     for r in sorted(refs, key=lambda r: (r.path not in moves, r.path)):  # carried ones first
-        if not r.error and r.fingerprint:
+        # a path that held this content before is a copy that stayed, not where one went
+        if not r.error and r.fingerprint and fingerprints.get(r.path) != r.fingerprint:
             now_at.setdefault(r.fingerprint, []).append(r.path)
     for row in gone:
         there = now_at.get(fingerprints.get(row["path"]), [])

@@ -152,7 +152,7 @@ MODES = ("new", "replace", "add")
 
 
 # The name `add` gives a crop: what a leftover crop of an interrupted extraction looks like.
-CROP_NAME = re.compile(r".-[0-9a-f]{8}_f\d{6}_\d+\.png$")
+CROP_NAME = re.compile(r".-[0-9a-f]{8}_f\d{6,}_\d+\.png$")
 
 
 class FaceSetWriter:
@@ -176,19 +176,25 @@ class FaceSetWriter:
         self.val_fraction = val_fraction
         self.mode = mode
         self.rows: list[dict] = []
-        self.replaced: list[dict] = []  # rows of the face set that mode `replace` removes
+        self.replaced: list[dict] = []  # rows of the face set that `prepare` removes
         # rows of an earlier extraction, by source (manifests before that column: by video)
         self.kept: dict[str, list[dict]] = {}
+        # (label, split) of every video the manifest lists, those whose crops an --add killed
+        # on the way removed too: extracted again, it keeps that split
+        self.recorded: dict[str, tuple[str, str]] = {}
         for r in self._earlier_rows(mode):
-            self.kept.setdefault(r.get("source") or r["video"], []).append(r)
+            key = r.get("source") or r["video"]
+            self.recorded.setdefault(key, (r["label"], r["split"]))
+            if os.path.exists(os.path.join(out_dir, r["image"])):
+                self.kept.setdefault(key, []).append(r)
 
     def prepare(self) -> int:
-        """Clear the way for this extraction (the old set's crops with `replace`, and the
-        crops no manifest lists) and record its settings; returns how many leftover crops
-        were removed."""
-        listed = {r["image"] for rows in self.kept.values() for r in rows}
+        """Clear the way for this extraction (the old set's crops with `replace`, those of
+        videos left out, and the crops no manifest lists) and record its settings; returns how
+        many leftover crops were removed."""
+        listed = {os.path.normpath(r["image"]) for rows in self.kept.values() for r in rows}
+        self._remove(self.replaced)
         if self.mode == "replace":
-            self._remove(self.replaced)
             # the manifest goes with its crops: an interrupted replacement never leaves one
             # that lists crops which are gone
             with contextlib.suppress(FileNotFoundError):
@@ -199,7 +205,8 @@ class FaceSetWriter:
             for label in LABELS
             if os.path.isdir(folder := os.path.join(self.out_dir, split, label))
             for name in os.listdir(folder)
-            if CROP_NAME.search(name) and os.path.join(split, label, name) not in listed
+            if CROP_NAME.search(name)
+            and os.path.normpath(os.path.join(split, label, name)) not in listed
         ]
         self._remove(leftovers)
         os.makedirs(self.out_dir, exist_ok=True)
@@ -239,9 +246,7 @@ class FaceSetWriter:
             raise ValueError(
                 f"{self.out_dir} was split with --val-fraction {was}: --add needs the same one"
             )
-        # An --add killed on the way removed the crops of the videos it extracted again before
-        # it could list their new ones: those rows are gone with their crops.
-        return [r for r in rows if os.path.exists(os.path.join(self.out_dir, r["image"]))]
+        return rows
 
     def _remove(self, rows: list[dict]) -> None:
         for r in rows:
@@ -296,8 +301,14 @@ class FaceSetWriter:
         return len(crops)
 
     def kept_videos(self) -> list[tuple[str, str, str]]:
-        """(key, label, split) of the videos an earlier extraction left in the face set."""
-        return [(key, rows[0]["label"], rows[0]["split"]) for key, rows in self.kept.items()]
+        """(key, label, split) of the videos an earlier extraction put in the face set."""
+        return [(key, label, split) for key, (label, split) in self.recorded.items()]
+
+    def leave_out(self, keys: set[str]) -> None:
+        """Videos this extraction leaves out (their content is labelled both ways now): their
+        earlier crops go too, in `prepare`, so no label of theirs is trained on."""
+        for key in keys & set(self.kept):
+            self.replaced += self.kept.pop(key)
 
     def all_rows(self) -> list[dict]:
         """The face set's rows: those kept from an earlier extraction, then this one's."""

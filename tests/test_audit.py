@@ -167,6 +167,11 @@ def test_copies_that_move_each_say_where_they_went(ray_session, checkpoint, tmp_
         assert latest.loc[str(videos / now), "status"] == "ok"
     assert latest.loc[str(videos / "a.mp4"), "run_id"] == first["run_id"]  # still there
 
+    os.remove(videos / "a.mp4")  # deleted: its copy c.mp4 did not come from it
+    assert scan(videos, report, checkpoint)["missing"] == 1
+    error = load_videos(str(report)).set_index("path").loc[str(videos / "a.mp4"), "error"]
+    assert error.startswith(f"no longer found under {videos}: deleted, moved or renamed")
+
 
 def test_a_deleted_video_is_reported_missing_and_scored_again_when_it_returns(
     ray_session, checkpoint, tmp_path

@@ -309,7 +309,7 @@ def test_extract_faces_from_a_labels_csv(ray_session, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert (summary["videos"], summary["conflicting_labels"]) == (1, 2)  # x, once
-    assert "labelled both real and fake (copies or links of one clip)" in result.output
+    assert "labelled both real and fake (copies or links of one clip" in result.output
     assert len(list((out / "fake").glob("*.png"))) == 2 and not (out / "real").exists()
 
 
@@ -324,6 +324,10 @@ def test_a_labels_csv_that_contradicts_itself_or_is_empty_is_refused(tmp_path):
     labels.write_text("path,label\r\n")
     with pytest.raises(ValueError, match="no rows under its path,label header"):
         labelled_videos(str(tmp_path), str(labels))
+    args = ["extract-faces", str(tmp_path), "--out", str(tmp_path / "faces"), "--val-fraction"]
+    for bad in ("nan", "20"):  # click's range lets NaN through
+        result = CliRunner().invoke(cli, [*args, bad])
+        assert result.exit_code == 2 and "--val-fraction" in result.output
 
 
 def test_crops_an_interrupted_extraction_left_are_removed_before_the_next(tmp_path):
@@ -355,6 +359,34 @@ def test_crops_an_interrupted_extraction_left_are_removed_before_the_next(tmp_pa
     writer.prepare()  # and killed here, before its own manifest: no manifest lists lost crops
     assert not listed.exists() and not (out / "manifest.parquet").exists()
     assert FaceSetWriter(str(out), preprocess, 0.5, "new").prepare() == 0  # a fresh start
+
+
+def test_an_add_killed_on_the_way_leaves_each_clip_its_split(tmp_path):
+    from pipeline.config import Preprocess
+    from pipeline.faceset import FaceSetWriter
+
+    out, preprocess = tmp_path / "faces", Preprocess(input_size=32)
+    writer = FaceSetWriter(str(out), preprocess, 0.5, "new")
+    writer.prepare()
+    for key, split in (("s1", "train"), ("s2", "val")):
+        crop = out / split / "fake" / f"{key}-89abcdef_f000001_0.png"
+        crop.parent.mkdir(parents=True, exist_ok=True)
+        crop.write_bytes(b"\x89PNG")
+        writer.rows.append({"image": str(crop.relative_to(out)), "label": "fake", "split": split,
+                            "video": f"{key}.mp4", "frame_index": 1, "face_index": 0, "x": 0,
+                            "y": 0, "w": 1, "h": 1, "source": key})  # fmt: skip
+    writer.close()
+    # An --add extracting s1 again removed its crop and wrote a new one, then was killed.
+    (out / "train" / "fake" / "s1-89abcdef_f000001_0.png").unlink()
+    (out / "val" / "fake" / "s1-89abcdef_f000001_0.png").write_bytes(b"\x89PNG")
+    writer = FaceSetWriter(str(out), preprocess, 0.5, "add")
+    # s1 keeps its split for the next plan, though none of its crops is left
+    assert sorted(writer.kept_videos()) == [("s1", "fake", "train"), ("s2", "fake", "val")]
+    writer.leave_out({"s2"})  # now labelled both ways: its earlier crops go too
+    assert writer.prepare() == 1  # the crop the killed run never listed
+    assert images_on_disk(out) == set()
+    writer.close()
+    assert pd.read_parquet(out / "manifest.parquet").empty
 
 
 def test_a_kill_before_best_pt_or_the_metrics_are_written_is_repaired(tmp_path):
