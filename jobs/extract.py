@@ -13,7 +13,13 @@ from jobs.scan import extracted, init_ray, progress_line, rows_of
 from pipeline.config import Preprocess
 from pipeline.discover import content_id, describe_files
 from pipeline.faces import make_detector
-from pipeline.faceset import LABELS, FaceSetWriter, labelled_videos, plan_splits
+from pipeline.faceset import (
+    LABELS,
+    FaceSetWriter,
+    labelled_videos,
+    labels_by_content,
+    plan_splits,
+)
 
 
 def _content_id(path: str) -> str | None:
@@ -21,14 +27,6 @@ def _content_id(path: str) -> str | None:
         return content_id(path)
     except OSError:  # unreadable now: its extraction fails and says why
         return None
-
-
-def _labelled_both_ways(key_of: dict[str, str], label_of: dict[str, str]) -> list[str]:
-    """The paths (sorted) whose content (key) other paths file under the other label."""
-    labels: dict[str, set[str]] = {}
-    for path, key in key_of.items():
-        labels.setdefault(key, set()).add(label_of[path])
-    return sorted(path for path, key in key_of.items() if len(labels[key]) > 1)
 
 
 def run_extract(
@@ -55,7 +53,8 @@ def run_extract(
     source_of = {r["path"]: _content_id(r["path"]) for r in refs if not r["error"]}
     writer = FaceSetWriter(out_dir, preprocess, val_fraction, mode)
     key_of = {r["path"]: source_of.get(r["path"]) or r["path"] for r in refs if not r["error"]}
-    conflicting = _labelled_both_ways(key_of, label_of)
+    labels = labels_by_content([(key, label_of[path]) for path, key in key_of.items()])
+    conflicting = sorted(path for path, key in key_of.items() if len(labels[key]) > 1)
     if conflicting:  # a copy or link filed under both labels: faces of one clip in both classes
         log(
             f"warning: left out {len(conflicting)} videos whose content is labelled both real "

