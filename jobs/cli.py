@@ -11,14 +11,19 @@ import click
 
 from pipeline.config import (
     AGGREGATES,
+    AUGMENTS,
+    CROPS,
+    DEFAULT_RECIPE,
     DETECTOR_NAMES,
     MIN_DETECT_WIDTH,
+    RECIPES,
+    TTAS,
     VIDEO_EXTENSIONS,
     Preprocess,
     ScanConfig,
 )
 from pipeline.lock import ReportLocked
-from pipeline.model import CheckpointError, load_checkpoint
+from pipeline.model import MODELS, CheckpointError, load_checkpoint
 
 
 class InputError(click.ClickException):
@@ -240,7 +245,21 @@ def scan(
 )
 @click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
 @click.option("--max-faces", default=1, show_default=True, help="Faces kept per frame.")
-@click.option("--image-size", default=224, show_default=True, help="Crop size in pixels.")
+@click.option(
+    "--image-size",
+    default=RECIPES[DEFAULT_RECIPE]["image_size"],
+    show_default=True,
+    help="Crop size in pixels.",
+)
+@click.option(
+    "--crop",
+    type=click.Choice(CROPS),
+    default="resize" if RECIPES[DEFAULT_RECIPE]["resize"] else "native",
+    show_default=True,
+    help="native: a window of the frame's own pixels around the face (shrunk only by whole "
+    "factors, never rotated), for recipes that read pixel traces (npr); resize: the face "
+    "levelled and resized to the crop size (the classic recipe).",
+)
 @click.option("--margin", default=0.2, show_default=True, help="Border around the face box.")
 @face_finding_options(from_checkpoint=False)
 @click.option(
@@ -271,6 +290,7 @@ def extract_faces(
     frames,
     max_faces,
     image_size,
+    crop,
     margin,
     detector,
     detector_model,
@@ -297,6 +317,7 @@ def extract_faces(
             out_dir,
             Preprocess(
                 input_size=image_size,
+                crop=crop,
                 margin=margin,
                 detector=detector,
                 detector_model=detector_model,
@@ -324,6 +345,13 @@ def extract_faces(
     type=click.Path(exists=True, file_okay=False),
     help="Validation {real,fake} folder. [default: DATA_DIR/val]",
 )
+@click.option(
+    "--recipe",
+    type=click.Choice(sorted(RECIPES)),
+    default=DEFAULT_RECIPE,
+    show_default=True,
+    help="Named training settings (README, Training recipes); the options below override them.",
+)
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
 @click.option(
     "--gpus",
@@ -339,29 +367,33 @@ def extract_faces(
     show_default=True,
     help="CPUs per worker (data loading uses all but one).",
 )
-@click.option("--epochs-frozen", default=2, show_default=True, help="Phase 1: head only.")
-@click.option("--epochs-full", default=10, show_default=True, help="Phase 2: all layers.")
+@click.option(
+    "--arch",
+    type=click.Choice(sorted(MODELS)),
+    help="Classifier variant and its input filter. [default: the recipe's]",
+)
+@click.option("--epochs-frozen", type=int, help="Phase 1: head only. [default: the recipe's]")
+@click.option("--epochs-full", type=int, help="Phase 2: all layers. [default: the recipe's]")
 @click.option(
     "--pretrained",
-    default="none",
-    show_default=True,
-    help="Start from: none (random), imagenet, or a weights file.",
+    help="Start from: auto (ImageNet weights where they fit the variant and are cached or can "
+    "be fetched, else random), imagenet, none (random), or a weights file. [default: auto]",
 )
-@click.option("--image-size", default=224, show_default=True)
-@click.option("--batch-size", default=32, show_default=True, help="Per worker.")
-@click.option("--lr", default=1e-3, show_default=True, help="Phase 1 learning rate.")
-@click.option("--lr-full", type=float, default=None, help="Phase 2 learning rate. [default: lr/10]")
-@click.option("--weight-decay", default=0.05, show_default=True)
+@click.option("--image-size", type=int, help="Model input in pixels. [default: the recipe's]")
+@click.option("--batch-size", type=int, help="Per worker. [default: the recipe's]")
+@click.option("--lr", type=float, help="Phase 1 learning rate. [default: the recipe's]")
+@click.option("--lr-full", type=float, help="Phase 2 learning rate. [default: the recipe's]")
+@click.option("--weight-decay", type=float, help="[default: the recipe's]")
 @click.option(
     "--augment",
-    type=click.Choice(["standard", "light", "none"]),
-    default="standard",
-    show_default=True,
+    type=click.Choice(AUGMENTS),
+    help="Training augmentation. [default: the recipe's]",
 )
 @click.option(
-    "--no-resize",
-    is_flag=True,
-    help="Crop at native resolution instead of resizing (keeps high frequencies).",
+    "--resize/--no-resize",
+    default=None,
+    help="Resize faces to the input size, or cut native-resolution windows (keeps the high "
+    "frequencies generators leave). [default: the recipe's]",
 )
 @click.option(
     "--train-crop",
@@ -369,65 +401,38 @@ def extract_faces(
     default=None,
     help="Train on random patches of this many pixels cut from each input (with --no-resize, "
     "native pixels); an epoch cuts (image-size/train-crop)^2 from every image. Validation and "
-    "scans see whole inputs. Helps with few images.",
+    "scans see whole inputs. [default: the recipe's]",
+)
+@click.option(
+    "--tta",
+    type=click.Choice(TTAS),
+    help="Test-time augmentation of validation and of every scan with this model. "
+    "[default: the recipe's]",
 )
 @click.option("--self-blend", is_flag=True, help="Add self-blended fakes made from real faces.")
 @click.option("--seed", default=0, show_default=True)
-def train(
-    data_dir,
-    run_dir,
-    val_dir,
-    workers,
-    gpus_per_worker,
-    cpus_per_worker,
-    epochs_frozen,
-    epochs_full,
-    pretrained,
-    image_size,
-    batch_size,
-    lr,
-    lr_full,
-    weight_decay,
-    augment,
-    no_resize,
-    train_crop,
-    self_blend,
-    seed,
-):
+def train(data_dir, run_dir, val_dir, recipe, **options):
     """Train the real/fake classifier on Ray Train; run it again to resume.
 
     DATA_DIR holds train/{real,fake}/ and val/{real,fake}/ images (or {real,fake}/ with --val).
+    The recipe (default: npr) sets every training setting; an option given here overrides it.
+    The recipe, the variant and its preprocessing go into every checkpoint, so the scan and the
+    page score faces exactly as they were trained.
 
     \b
     Example:
-        deepfake train ~/faces --out runs/r1 --epochs-frozen 2 --epochs-full 10
+        deepfake train ~/faces --out runs/r1
+        deepfake train ~/faces --out runs/r2 --recipe classic --epochs-full 20
         deepfake scan ~/footage --out ~/reports --checkpoint runs/r1/best.pt
     """  # fmt: skip
     from jobs.train import run_training
-    from pipeline.config import TrainConfig
+    from pipeline.config import recipe_config
 
+    given = {k: v for k, v in options.items() if v is not None}
+    if "pretrained" in given and given["pretrained"] == "none":
+        given["pretrained"] = None
     try:
-        cfg = TrainConfig(
-            data_dir=data_dir,
-            run_dir=run_dir,
-            val_dir=val_dir,
-            workers=workers,
-            gpus_per_worker=gpus_per_worker,
-            cpus_per_worker=cpus_per_worker,
-            epochs_frozen=epochs_frozen,
-            epochs_full=epochs_full,
-            pretrained=None if pretrained == "none" else pretrained,
-            image_size=image_size,
-            batch_size=batch_size,
-            lr=lr,
-            lr_full=lr_full,
-            weight_decay=weight_decay,
-            augment=augment,
-            resize=not no_resize,
-            train_crop=train_crop,
-            self_blend=self_blend,
-            seed=seed,
-        )
+        cfg = recipe_config(recipe, data_dir=data_dir, run_dir=run_dir, val_dir=val_dir, **given)
         best = run_training(cfg)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from exc

@@ -33,7 +33,13 @@ from torch.utils.data.distributed import DistributedSampler
 from jobs.scan import init_ray
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.metrics import choose_threshold, summary
-from pipeline.model import build_model, load_checkpoint, model_from_checkpoint, save_checkpoint
+from pipeline.model import (
+    build_model,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_pretrained,
+    save_checkpoint,
+)
 from pipeline.training import (
     FaceImages,
     Repeated,
@@ -49,6 +55,7 @@ from pipeline.training import (
 )
 
 METRIC_COLUMNS = (
+    "recipe",
     "epoch",
     "phase",
     "lr",
@@ -89,11 +96,26 @@ def preprocess_for(cfg: TrainConfig) -> Preprocess:
         if os.path.isfile(path):
             with open(path) as f:
                 extracted = Preprocess.from_dict(json.load(f))
-            settings = {**extracted.to_dict(), "input_size": cfg.image_size}
-            if not cfg.resize and cfg.image_size != extracted.input_size:
+            settings = {**extracted.to_dict(), "input_size": cfg.image_size, "tta": cfg.tta}
+            if extracted.crop == "native":
+                check_native_faces(cfg, extracted)
+            elif not cfg.resize and cfg.image_size != extracted.input_size:
                 settings["margin"] = native_margin(cfg.image_size, extracted)
             return Preprocess.from_dict(settings)
-    return Preprocess(input_size=cfg.image_size)
+    return Preprocess(
+        input_size=cfg.image_size, crop="resize" if cfg.resize else "native", tta=cfg.tta
+    )
+
+
+def check_native_faces(cfg: TrainConfig, extracted: Preprocess) -> None:
+    """Faces extracted as native windows are trained on as they are: the scan cuts the same
+    window (same size, same whole-factor shrink) only at the size they were extracted at."""
+    if cfg.resize or cfg.image_size != extracted.input_size:
+        raise ValueError(
+            f"these faces were extracted as native {extracted.input_size} px windows: train "
+            f"on them with --no-resize --image-size {extracted.input_size} (a recipe may cut "
+            "smaller --train-crop patches), or extract them again at another --image-size"
+        )
 
 
 def native_margin(image_size: int, extracted: Preprocess) -> float:
@@ -200,7 +222,9 @@ def repair_run_dir(run_dir: str, state: dict) -> None:
     if best_epoch is not None and best_epoch == state["epoch"]:
         best = load_checkpoint(best_path) if os.path.exists(best_path) else None
         if best is None or best.get("epoch") != best_epoch:
-            common = ("preprocess", "arch", "threshold", "epoch", "phase", "metrics", "config")
+            common = (
+                "preprocess", "arch", "recipe", "threshold", "epoch", "phase", "metrics", "config"
+            )  # fmt: skip
             extra = {k: state[k] for k in common if k in state}
             save_checkpoint(best_path, model_from_checkpoint(state), **extra)
     if state.get("history"):
@@ -291,9 +315,9 @@ def train_loop(loop_config: dict) -> None:
             loss = torch.tensor([train_loss], device=device)
             torch.distributed.all_reduce(loss)
             train_loss = float(loss) / world
-        metrics = {"epoch": epoch, "phase": phase}
+        metrics = {"recipe": cfg.recipe, "epoch": epoch, "phase": phase}
         if rank == 0:
-            labels, scores, val_loss = predict(model, val_loader, device)
+            labels, scores, val_loss = predict(model, val_loader, device, cfg.tta)
             threshold = choose_threshold(labels, scores)
             s = summary(labels, scores, threshold)
             metrics.update(
@@ -313,6 +337,7 @@ def train_loop(loop_config: dict) -> None:
             common = {
                 "preprocess": preprocess,
                 "arch": cfg.arch,
+                "recipe": cfg.recipe,
                 "threshold": threshold,
                 "epoch": epoch,
                 "phase": phase,
@@ -363,8 +388,13 @@ def say(msg: str) -> None:
 def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> dict:
     """Train (or resume) and return the best epoch's metrics."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    # Workers do not run in this process's folder: every path they get is absolute.
-    pretrained = cfg.pretrained
+    # Workers do not run in this process's folder: every path they get is absolute. "auto"
+    # becomes the cached ImageNet file, or None with a warning, here on the driver, once.
+    state = load_resume_state(cfg)
+    if state is None:
+        pretrained = resolve_pretrained(cfg.arch, cfg.pretrained, log)
+    else:  # the resumed weights come from last.pt; the record keeps what the run started from
+        pretrained = state.get("config", {}).get("pretrained")
     if pretrained not in (None, "", "none", "imagenet"):
         pretrained = os.path.abspath(os.path.expanduser(pretrained))
     cfg = dataclasses.replace(
@@ -379,7 +409,6 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
         list_images(folder)  # both classes present in train and in val
     preprocess = preprocess_for(cfg)  # also an --image-size that --no-resize cannot give
     os.makedirs(cfg.run_dir, exist_ok=True)
-    state = load_resume_state(cfg)
     if state is not None:
         repair_run_dir(cfg.run_dir, state)
         if int(state["epoch"]) + 1 >= cfg.epochs:

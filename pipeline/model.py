@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torchvision
@@ -25,17 +27,81 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used: unreadable, not ours, or inconsistent."""
 
 
-def _resnet50(num_outputs: int) -> nn.Module:
+class NPRFilter(nn.Module):
+    """Neighbouring pixel relationships (Tan et al., CVPR 2024, `NPR-DeepfakeDetection`): the
+    image minus its nearest-neighbour down- then up-sampled self, i.e. every pixel minus the
+    top-left pixel of its 2x2 cell. Generators that upsample leave a fixed pattern there; faces,
+    light and framing mostly cancel out. The 2/3 scale is the paper's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        down = nn.functional.interpolate(x, scale_factor=0.5, mode="nearest")
+        up = nn.functional.interpolate(down, size=(h, w), mode="nearest")
+        return (x - up) * (2.0 / 3.0)
+
+
+INPUT_FILTERS: dict[str, Callable[[], nn.Module]] = {"rgb": nn.Identity, "npr": NPRFilter}
+
+
+class FilteredResNet(torchvision.models.ResNet):
+    """A torchvision ResNet-50 that reads a fixed (parameter-free) filter of its input. The
+    filter holds no weights, so the state dict keeps torchvision's names: ImageNet weights
+    load into it, and Grad-CAM still finds `layer4`."""
+
+    def __init__(self, input_filter: str, **kwargs):
+        super().__init__(torchvision.models.resnet.Bottleneck, [3, 4, 6, 3], **kwargs)
+        self.input_filter = INPUT_FILTERS[input_filter]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward_impl(self.input_filter(x))
+
+
+def _resnet50(input_filter: str, num_outputs: int) -> nn.Module:
     # Zero-initialised last BatchNorm of each residual block: every block starts as the identity,
     # so a random network gives moderate logits (instead of saturated ones) and trains from
     # scratch more stably (Goyal et al., 2017).
-    model = torchvision.models.resnet50(weights=None, zero_init_residual=True)
+    model = FilteredResNet(input_filter, zero_init_residual=True)
     model.fc = nn.Linear(model.fc.in_features, num_outputs)
     return model
 
 
-MODELS: dict[str, Callable[[int], nn.Module]] = {"resnet50": _resnet50}
-HEAD_PREFIX = {"resnet50": "fc."}
+def _resnet50_layer2(input_filter: str, num_outputs: int) -> nn.Module:
+    """ResNet-50 cut after layer2, with a 3x3 stride-2 stem: the NPR paper's detector (1.4M
+    weights against 23.5M). Shallow and with a small receptive field, it reads local pixel
+    statistics rather than faces, which is what carries over to unseen generators. layer3 and
+    layer4 become identities, so the module names stay torchvision's."""
+    model = _resnet50(input_filter, num_outputs)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=2, padding=1, bias=False)
+    model.layer3, model.layer4 = nn.Identity(), nn.Identity()
+    model.fc = nn.Linear(512, num_outputs)
+    return model
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One registered classifier: a ResNet-50 family body and the input filter it reads."""
+
+    body: Callable[[str, int], nn.Module]
+    input_filter: str
+    imagenet: bool  # whether torchvision's ImageNet weights fit and mean something
+
+
+# Every name a checkpoint's `arch` can hold. The name records the input filter too, so a
+# checkpoint alone rebuilds the network that was trained, filter included.
+MODELS: dict[str, Variant] = {
+    "resnet50": Variant(_resnet50, "rgb", imagenet=True),
+    "resnet50_npr": Variant(_resnet50, "npr", imagenet=False),
+    "resnet50_layer2": Variant(_resnet50_layer2, "rgb", imagenet=False),
+    "resnet50_layer2_npr": Variant(_resnet50_layer2, "npr", imagenet=False),
+}
+HEAD_PREFIX = "fc."
+
+
+def variant(arch: str) -> Variant:
+    try:
+        return MODELS[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; known: {sorted(MODELS)}") from None
 
 
 def build_model(
@@ -48,28 +114,69 @@ def build_model(
     state dict or one of our checkpoints. The classification head is always new unless the file
     is one of our checkpoints of the same architecture.
     """
-    try:
-        model = MODELS[arch](num_outputs)
-    except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; known: {sorted(MODELS)}") from None
+    spec = variant(arch)
+    model = spec.body(spec.input_filter, num_outputs)
     if pretrained in (None, "", "none"):
         return model
-    state = _imagenet_state(arch) if pretrained == "imagenet" else _state_from_file(pretrained)
-    _load_backbone(model, state, HEAD_PREFIX[arch])
+    if pretrained == "imagenet":
+        if not spec.imagenet:
+            raise CheckpointError(f"ImageNet weights do not fit {arch}: {IMAGENET_NOTE}")
+        state = _imagenet_state()
+    else:
+        state = _state_from_file(pretrained)
+    _load_backbone(model, state, HEAD_PREFIX)
     return model
 
 
-def _imagenet_state(arch: str) -> dict:
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
-    target = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+IMAGENET_NOTE = (
+    "they were learned on whole RGB photos by the full network, and the high-pass and "
+    "truncated variants neither read RGB nor have its stem"
+)
+
+
+def imagenet_file() -> str:
+    """Where torch keeps torchvision's ResNet-50 ImageNet weights once they are fetched (under
+    $TORCH_HOME, by default ~/.cache/torch)."""
+    weights = torchvision.models.ResNet50_Weights.DEFAULT
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+
+
+def resolve_pretrained(
+    arch: str, pretrained: str | None, warn: Callable[[str], None]
+) -> str | None:
+    """`auto`: torchvision's ImageNet weights where they fit the variant and are cached or can
+    be fetched (the file's path), else None (random weights) with one line to `warn`. Other
+    values pass through unchanged."""
+    if pretrained != "auto":
+        return pretrained
+    if not variant(arch).imagenet:
+        warn(f"--pretrained auto: training {arch} from random weights (ImageNet {IMAGENET_NOTE})")
+        return None
+    path = imagenet_file()
+    if not os.path.isfile(path):
+        try:
+            _imagenet_state(timeout_s=20.0)  # fetches it into torch's cache
+        except CheckpointError as exc:
+            warn(f"--pretrained auto: training from random weights: {exc}")
+            return None
+    return path
+
+
+def _imagenet_state(timeout_s: float | None = None) -> dict:
+    weights = torchvision.models.ResNet50_Weights.DEFAULT
+    target = imagenet_file()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)  # offline, a fetch fails in seconds, not minutes
     try:
         return weights.get_state_dict(progress=False, check_hash=False)
     except Exception as exc:  # urllib raises several types; all mean "not available here"
         raise CheckpointError(
-            f"ImageNet weights for {arch} are not available ({type(exc).__name__}: {exc}). "
+            f"ImageNet weights are not available ({type(exc).__name__}: {exc}). "
             f"Offline, download {weights.url} elsewhere and put it at {target}, "
             "or pass the file's path instead of 'imagenet'."
         ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _state_from_file(path: str) -> dict:
@@ -100,7 +207,9 @@ def _load_backbone(model: nn.Module, state: dict, head_prefix: str) -> None:
     model.load_state_dict(usable, strict=False)
 
 
-def set_backbone_trainable(model: nn.Module, trainable: bool, head_prefix: str = "fc.") -> None:
+def set_backbone_trainable(
+    model: nn.Module, trainable: bool, head_prefix: str = HEAD_PREFIX
+) -> None:
     """Freeze (or unfreeze) everything but the head. Frozen BatchNorm layers still update their
     running statistics in train mode; the training loop puts them in eval mode while frozen."""
     for name, param in model.named_parameters():
@@ -210,7 +319,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
-    model = MODELS[ckpt["arch"]](1)
+    model = build_model(ckpt["arch"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

@@ -70,6 +70,17 @@ def model_input(crops: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> t
     return crops.permute(0, 3, 1, 2).float().sub_(mean).div_(std)
 
 
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
+    """(N, 1) logits of a batch of model inputs under the test-time augmentation `tta`
+    (Preprocess.tta): training's validation, evaluation and the scans all score through here."""
+    if tta == "none":
+        return model(x)
+    if tta == "flip":  # one forward pass of 2N: the face and its mirror image
+        both = model(torch.cat([x, x.flip(3)]))
+        return (both[: len(x)] + both[len(x) :]) / 2
+    raise ValueError(f"unknown test-time augmentation {tta!r}")
+
+
 class Scorer:
     def __init__(
         self,
@@ -91,6 +102,7 @@ class Scorer:
         folded = fold_batchnorm(copy.deepcopy(model).eval())
         self.model = folded.to(self.device).to(memory_format=torch.channels_last)
         self.mean, self.std = input_stats(preprocess, self.device)
+        self.crops_forwarded = 0  # crops through the network, test-time augmented ones too
 
     @torch.inference_mode()
     def score(self, crops: np.ndarray) -> np.ndarray:
@@ -105,7 +117,8 @@ class Scorer:
                 x = x.pin_memory().to(self.device, non_blocking=True)
             x = model_input(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.model(x)
+                logits = tta_logits(self.model, x, self.preprocess.tta)
+            self.crops_forwarded += len(x) * (2 if self.preprocess.tta == "flip" else 1)
             out.append(torch.sigmoid(logits.float()).flatten().cpu())
         return torch.cat(out).numpy()
 

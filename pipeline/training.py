@@ -19,7 +19,7 @@ from torchvision.transforms import v2
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import set_backbone_trainable
-from pipeline.scoring import native_bf16
+from pipeline.scoring import native_bf16, tta_logits
 from pipeline.selfblend import self_blend
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -35,7 +35,8 @@ def list_images(folder: str | os.PathLike) -> list[tuple[str, int]]:
         root = os.path.join(folder, name)
         if not os.path.isdir(root):
             raise FileNotFoundError(f"expected a {name}/ folder of images in {folder}")
-        for dirpath, _, files in os.walk(root):
+        # Links followed: a benchmark or a user may gather several sets' folders by links.
+        for dirpath, _, files in os.walk(root, followlinks=True):
             for f in files:
                 if f.lower().endswith(IMAGE_EXTENSIONS):
                     items.append((os.path.join(dirpath, f), label))
@@ -260,8 +261,9 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: Iterable, device: torch.device):
-    """(labels, probabilities of fake, mean BCE loss) over `loader`."""
+def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: str = "none"):
+    """(labels, probabilities of fake, mean BCE loss) over `loader`, each face scored under the
+    test-time augmentation `tta` exactly as the scan scores it."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -271,7 +273,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device):
         if fast_path(device):
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            logits = model(images).squeeze(1).float()
+            logits = tta_logits(model, images, tta).squeeze(1).float()
         y = y.to(device).float()
         losses.append(nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
         labels.append(y.cpu())

@@ -9,13 +9,16 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 from fixtures import write_face_images, write_video
 
 from jobs.cli import cli
+from pipeline.config import Preprocess
 from pipeline.model import load_checkpoint, model_from_checkpoint
 from pipeline.reports import ReportWriter
 
@@ -435,7 +438,8 @@ def test_two_workers_train_from_a_pretrained_file_given_by_a_relative_path(
     save_checkpoint(tmp_path / "init.pt", build_model(), preprocess=Preprocess(input_size=48))
     monkeypatch.chdir(tmp_path)  # the workers run elsewhere: the job must make it absolute
     args = ["train", str(data_dir), "--out", "run", "--epochs-frozen", "0", "--epochs-full",
-            "1", "--workers", "2", "--cpus", "1", "--pretrained", "init.pt", *TINY]  # fmt: skip
+            "1", "--workers", "2", "--cpus", "1", "--pretrained", "init.pt", "--recipe", "classic",
+            *TINY]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     last = load_checkpoint(tmp_path / "run" / "last.pt")
@@ -449,3 +453,50 @@ def test_train_without_validation_data_exits_2(tmp_path):
         cli, ["train", str(tmp_path / "only"), "--out", str(tmp_path / "r")]
     )
     assert result.exit_code == 2 and "validation" in result.output
+
+
+def test_a_face_the_scan_cuts_scores_as_extract_faces_saved_it(ray_session, tmp_path):
+    """Native windows: the scan's crop of a real video frame and the PNG extract-faces wrote
+    of it are the same pixels, and the scan's Scorer gives it the score evaluate gives."""
+    import dataclasses
+
+    from pipeline.discover import describe_file
+    from pipeline.evaluation import score_images
+    from pipeline.extract import extract_video, unpack_crops, unpack_face_meta
+    from pipeline.faceset import crop_name
+    from pipeline.model import build_model, save_checkpoint
+    from pipeline.scoring import Scorer
+
+    clips, out = tmp_path / "clips", tmp_path / "faces"
+    write_video(clips / "real" / "a.mp4", frames=6)
+    write_video(clips / "fake" / "b.mp4", frames=7)
+    result = CliRunner().invoke(
+        cli,
+        ["extract-faces", str(clips), "--out", str(out), "--frames", "3", "--crop", "native",
+         "--image-size", "64", "--detect-width", "320"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pre = Preprocess.from_dict(json.loads((out / "preprocess.json").read_text()))
+    assert (pre.crop, pre.input_size) == ("native", 64)
+    pre = dataclasses.replace(pre, tta="flip")
+    torch.manual_seed(0)
+    model = build_model("resnet50_layer2_npr").eval()
+    save_checkpoint(tmp_path / "m.pt", model, preprocess=pre, arch="resnet50_layer2_npr",
+                    config={"resize": False})  # fmt: skip
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    paths, _, evaluated = score_images(ckpt, str(out))
+    by_name = dict(zip((os.path.basename(p) for p in paths), evaluated, strict=True))
+    scorer = Scorer(model_from_checkpoint(ckpt), ckpt["preprocess"], device="cpu")
+    compared = 0
+    for video in (clips / "real" / "a.mp4", clips / "fake" / "b.mp4"):
+        row = extract_video(describe_file(str(video)).to_row(), pre, frames=3, max_faces=1)
+        crops = unpack_crops(row["crops"], pre.input_size)
+        meta = unpack_face_meta(row["face_meta"])
+        scanned = scorer.score(crops)
+        for crop, m, score in zip(crops, meta, scanned, strict=True):
+            name = crop_name(str(video), int(m[0]), int(m[2]))
+            saved = cv2.imread(str(next(out.glob(f"*/{name}"))))
+            assert np.array_equal(saved, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            assert abs(score - by_name[name]) < 2e-2
+            compared += 1
+    assert compared == len(paths) >= 4

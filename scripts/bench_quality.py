@@ -1,0 +1,179 @@
+"""Quality benchmark: train a named recipe with the real job, score every face set's val split.
+
+    python scripts/bench_quality.py --recipe npr --train ffhq_stylegan \\
+        --set epochs_full=20 --set train_crop=96 --cpus 2 --out runs/quality
+
+Each row trains with `deepfake train`'s own code (Ray Train, `jobs.train.run_training`) on one
+set's train split, or on several sets' train splits together (`--train all`, or
+`--train ffhq_stylegan,lfw_faceswap`), then scores the val split of **every** labelled set with
+`deepfake evaluate`'s code (`pipeline.evaluation.evaluate_images`): frame AUC, accuracy and EER.
+The figures come from the last epoch's checkpoint (`last.pt`), not the epoch that did best on
+val, since val is what the row reports (`--checkpoint best` for the other).
+
+Prints one JSON line per row (also appended to `--results`), then a Markdown table of every row
+in that file with the command that reproduces each. `--table` only prints the table. The face
+sets are development data (../shared/data): read where they lie, never copied; a combined
+training set is a folder of links under `--out`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+import click
+
+from pipeline.config import DEFAULT_RECIPE, RECIPES, TrainConfig, recipe_config
+from pipeline.evaluation import evaluate_images
+
+# The sets with both classes in val, in the table's column order.
+LABELLED_SETS = ("ffhq_stylegan", "ciplab_photoshop", "lfw_faceswap", "celeb_faceedit")
+SETTINGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "run_dir", "val_dir"}
+
+
+def parse_settings(pairs: tuple[str, ...]) -> dict:
+    """KEY=VALUE pairs -> TrainConfig overrides; values read as Python literals where they
+    are (96, 2e-4, None, False), else as text (resnet50_npr)."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in SETTINGS:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE, KEY one of {sorted(SETTINGS)}")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
+def training_folder(data: str, sets: list[str], out: str) -> str:
+    """One set's own folder, or a folder whose train/ and val/ class folders link to each
+    named set's (training reads links; nothing is copied)."""
+    if len(sets) == 1:
+        return os.path.join(data, sets[0])
+    folder = os.path.join(out, "data-" + "+".join(sets))
+    for split in ("train", "val"):
+        for label in ("real", "fake"):
+            os.makedirs(os.path.join(folder, split, label), exist_ok=True)
+            for name in sets:
+                source = os.path.abspath(os.path.join(data, name, split, label))
+                link = os.path.join(folder, split, label, name)
+                if os.path.isdir(source) and not os.path.lexists(link):
+                    os.symlink(source, link)
+    return folder
+
+
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} cores"
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def markdown(rows: list[dict]) -> str:
+    short = {s: s.split("_")[0] for s in LABELLED_SETS}
+    head = ["#", "recipe", "trained on", "changes"] + [f"{short[s]} AUC" for s in LABELLED_SETS]
+    head += ["mean AUC", "min AUC", "minutes", "machine"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, row in enumerate(rows, 1):
+        changes = " ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-"
+        aucs = [f"{row['val'][s]['auc']:.3f}" if s in row["val"] else "" for s in LABELLED_SETS]
+        cells = [str(i), row["recipe"], row["train"], changes, *aucs]
+        cells += [f"{row['mean_auc']:.3f}", f"{row['min_auc']:.3f}", f"{row['minutes']:.1f}"]
+        cells.append(row["machine"])
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"{i}. `{row['command']}`" for i, row in enumerate(rows, 1)]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--data", default="../shared/data/faces", show_default=True)
+@click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=DEFAULT_RECIPE)
+@click.option(
+    "--train",
+    "train_sets",
+    default="ffhq_stylegan",
+    show_default=True,
+    help="A set, several joined by commas (one row trained on them together), or 'all'.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A training setting over the recipe's (a TrainConfig field), e.g. --set epochs_full=20.",
+)
+@click.option("--eval", "eval_sets", default=",".join(LABELLED_SETS), show_default=True)
+@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last")
+@click.option("--cpus", default=2, show_default=True, help="CPUs of the training worker.")
+@click.option("--out", default="runs/quality", show_default=True)
+@click.option("--results", default=None, help="JSON lines file. [default: OUT/results.jsonl]")
+@click.option("--table", "table_only", is_flag=True, help="Only print the table of --results.")
+def main(data, recipe, train_sets, settings, eval_sets, checkpoint, cpus, out, results,
+         table_only):  # fmt: skip
+    results = results or os.path.join(out, "results.jsonl")
+    if not table_only:
+        row = run_row(data, recipe, train_sets, settings, eval_sets, checkpoint, cpus, out)
+        os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
+        with open(results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+    if not os.path.isfile(results):
+        raise click.ClickException(f"no results file at {results}")
+    with open(results) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    print(markdown(rows))
+
+
+def run_row(data, recipe, train_sets, settings, eval_sets, checkpoint, cpus, out) -> dict:
+    if not os.path.isdir(data):
+        raise click.ClickException(f"no face data at {data}: this benchmark needs ../shared/data")
+    sets = list(LABELLED_SETS) if train_sets == "all" else train_sets.split(",")
+    overrides = parse_settings(settings)
+    name = "+".join(sets) if train_sets != "all" else "all"
+    tag = "_".join([recipe, name] + [f"{k}-{v}" for k, v in overrides.items()])
+    cfg = recipe_config(
+        recipe,
+        data_dir=training_folder(data, sets, out),
+        run_dir=os.path.join(out, tag.replace("/", "-")),
+        cpus_per_worker=cpus,
+        **overrides,
+    )
+    started = time.monotonic()
+    from jobs.train import run_training
+
+    run_training(cfg)
+    trained = time.monotonic()
+    weights = os.path.join(cfg.run_dir, f"{checkpoint}.pt")
+    val = {}
+    for s in eval_sets.split(","):
+        folder = os.path.join(data, s, "val")
+        if os.path.isdir(os.path.join(folder, "fake")):
+            r = evaluate_images(weights, folder)
+            val[s] = {k: round(float(r[k]), 4) for k in ("auc", "accuracy", "eer")}
+    aucs = [v["auc"] for v in val.values()]
+    return {
+        "recipe": recipe,
+        "train": name,
+        "settings": overrides,
+        "checkpoint": checkpoint,
+        "val": val,
+        "mean_auc": round(sum(aucs) / len(aucs), 4),
+        "min_auc": round(min(aucs), 4),
+        "train_minutes": round((trained - started) / 60, 2),
+        "minutes": round((time.monotonic() - started) / 60, 2),
+        "machine": machine(),
+        "command": "python scripts/bench_quality.py " + shlex.join(sys.argv[1:]),
+    }
+
+
+if __name__ == "__main__":
+    main()
