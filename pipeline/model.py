@@ -270,6 +270,7 @@ def save_checkpoint(
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
+        "input_filter": variant(arch).input_filter,  # for readers: the arch implies it
         "model": state,
         "preprocess": preprocess.to_dict(),
         "threshold": float(threshold),

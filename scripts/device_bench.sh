@@ -3,7 +3,7 @@
 # (this is the command of call 2, after the Ray wheels are installed into /tmp/site):
 #   bash scripts/device_bench.sh     JSON lines and log tails into $OUT/ (or ./device-out/), at
 #                                    most 9 minutes: one session has time for this script or
-#                                    scripts/device_train.sh, not both
+#                                    scripts/device_quality.sh, not both
 # 1. the full benchmark with the scan's defaults (boxes carried over, 2 actors a GPU, batch 32),
 #    720 videos (names for 16 distinct 720p clips of 10 s), and the feed alone at batch 32; when
 #    it fails, the script stops there, leaving the session time to fix and run it again;

@@ -48,6 +48,7 @@ def test_two_phases_write_checkpoints_and_metrics(trained):
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["epoch"], r["phase"]) for r in rows] == [("0", "frozen"), ("1", "full")]
+    assert {r["recipe"] for r in rows} == {"npr"}  # the default recipe, named in every row
     for r in rows:
         assert 0 <= float(r["val_auc"]) <= 1 and 0 <= float(r["val_eer"]) <= 1
         assert float(r["train_loss"]) > 0 and float(r["val_loss"]) > 0
@@ -56,6 +57,10 @@ def test_two_phases_write_checkpoints_and_metrics(trained):
     assert last["epoch"] == 1 and last["phase"] == "full"
     assert {"optimizer", "scheduler", "scaler", "history", "config", "metrics"} <= set(last)
     assert last["config"]["self_blend"] is True and last["config"]["train_crop"] == 40
+    # the recipe's variant, input filter and preprocessing, for the scan to rebuild
+    assert (last["recipe"], last["arch"], last["input_filter"]) == (
+        "npr", "resnet50_layer2_npr", "npr")  # fmt: skip
+    assert (last["preprocess"].crop, last["preprocess"].tta) == ("native", "flip")
     assert best["checkpoint"] == str(run / "best.pt")
     assert best["val_auc"] == max(float(r["val_auc"]) for r in rows)
 
@@ -500,3 +505,35 @@ def test_a_face_the_scan_cuts_scores_as_extract_faces_saved_it(ray_session, tmp_
             assert abs(score - by_name[name]) < 2e-2
             compared += 1
     assert compared == len(paths) >= 4
+
+
+def test_the_quality_benchmark_trains_on_two_sets_and_scores_each(ray_session, tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        from bench_quality import main as bench_quality
+    finally:
+        sys.path.pop(0)
+    for name, seed in (("setA", 1), ("setB", 3)):
+        write_face_images(tmp_path / "faces" / name / "train", n_real=6, n_fake=6, size=56,
+                          seed=seed)  # fmt: skip
+        write_face_images(tmp_path / "faces" / name / "val", n_real=3, n_fake=3, size=56,
+                          seed=seed + 1)  # fmt: skip
+    args = ["--data", str(tmp_path / "faces"), "--train", "setA,setB", "--eval", "setA,setB",
+            "--set", "epochs_full=1", "--set", "image_size=48", "--set", "batch_size=8",
+            "--eval-jpeg", "90", "--out", str(tmp_path / "out")]  # fmt: skip
+    result = CliRunner().invoke(bench_quality, args)
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
+    assert (row["recipe"], row["train"], row["settings"]["epochs_full"]) == ("npr", "setA+setB", 1)
+    assert set(row["val"]) == {"setA", "setB"}
+    for figures in row["val"].values():
+        assert 0 <= figures["auc"] <= 1 and 0 <= figures["auc_jpeg90"] <= 1
+    # the combined set is links to both sets' folders, nothing copied
+    links = tmp_path / "out" / "data-setA+setB" / "train" / "real"
+    assert sorted(p.name for p in links.iterdir()) == ["setA", "setB"]
+    assert all(p.is_symlink() for p in links.iterdir())
+    last = load_checkpoint(
+        tmp_path / "out" / "npr_setA+setB_epochs_full-1_image_size-48_batch_size-8" / "last.pt"
+    )  # noqa: E501
+    assert last["config"]["recipe"] == "npr"
+    assert "| 1 | npr | setA+setB |" in result.output and "bench_quality.py" in result.output

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The quality table's GPU rows (scripts/bench_quality.py), from random weights, at the recipes'
+# own settings (native 224 px patches of the 256 px faces). Prepared for one device session
+# (../shared/device/README.md). Each call carries at most 64 MiB, so the sets travel in calls
+# of their own, back to back while the machine is warm, the run last:
+#   here:   ../shared/device/wheels.sh
+#           for s in ffhq_stylegan ciplab_photoshop lfw_faceswap celeb_faceedit; do
+#             mkdir -p .data-$s && cp -r ../shared/data/faces/$s .data-$s/; done
+#           (and add /.data-*/ to .git/info/exclude)
+#   call 1, carry [".data-ffhq_stylegan", ".data-ciplab_photoshop"] (49 MB):
+#           mkdir -p /tmp/data && cp -r .data-*/* /tmp/data/
+#   call 2, carry [".data-lfw_faceswap"], call 3 [".data-celeb_faceedit"]: the same
+#   call 4, carry [".whl-ray"]: pip install .whl-ray/*.whl into /tmp/site (as that README
+#           says) && bash scripts/device_quality.sh
+# JSON lines, the Markdown table and log tails go into $OUT/ (or ./device-out/). Rows run in
+# order of what they decide: the default recipe against the full network on the same input,
+# on one set and on all four, then the ablations; a row cut by its time limit leaves its
+# epochs' figures in its log. EPOCHS (default 60) and EPOCHS_ALL (default 20) set the
+# schedules, CPUS (default 15) each run's cores.
+set -u
+out=${OUT:-device-out}
+data=${DATA:-/tmp/data}
+epochs=${EPOCHS:-60}
+epochs_all=${EPOCHS_ALL:-20}
+mkdir -p "$out"
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+python3 -c "import torch, ray; print('torch', torch.__version__, torch.cuda.get_device_name(), \
+'ray', ray.__version__)" | tee "$out/versions.txt"
+. scripts/device_run.sh
+row() {  # name, seconds, recipe, training sets, settings...
+  local name=$1 limit=$2 recipe=$3 sets=$4
+  shift 4
+  run_step "$name" "$limit" python3 scripts/bench_quality.py --data "$data" --recipe "$recipe" \
+    --train "$sets" --out /tmp/quality --results "$out/results.jsonl" --cpus "${CPUS:-15}" \
+    --set train_crop=224 "$@"
+}
+row npr_ffhq 120 npr ffhq_stylegan --set epochs_full="$epochs"
+rc=$?; [ $rc -eq 0 ] || [ $rc -eq 124 ] || exit 1  # a broken first row stops the session
+row nprfull_ffhq 120 npr-full ffhq_stylegan --set epochs_full="$epochs"
+row npr_all 150 npr all --set epochs_full="$epochs_all"
+row nprfull_all 180 npr-full all --set epochs_full="$epochs_all"
+row rgb_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2
+row npr_notta_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set tta=none
+row npr_standard_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set augment=standard
+python3 scripts/bench_quality.py --results "$out/results.jsonl" --table | tee "$out/table.md"
