@@ -16,6 +16,7 @@ from pipeline.config import (
     DEFAULT_RECIPE,
     DETECTOR_NAMES,
     MIN_DETECT_WIDTH,
+    MIXES,
     RECIPES,
     TTAS,
     VIDEO_EXTENSIONS,
@@ -408,6 +409,22 @@ def extract_faces(
     type=click.Choice(TTAS),
     help="Test-time augmentation of validation and of every scan with this model. "
     "[default: the recipe's]",
+)
+@click.option(
+    "--label-smoothing", type=float, help="Pull the targets towards 0.5 by this much. [default: 0]"
+)
+@click.option(
+    "--mix",
+    type=click.Choice(MIXES),
+    help="Mix pairs of faces within each batch: mixup blends them, cutmix pastes a box of one "
+    "into the other; labels in the same proportion. [default: none]",
+)
+@click.option("--mix-alpha", type=float, help="Mixing weight ~ Beta(alpha, alpha). [default: 0.4]")
+@click.option(
+    "--ema",
+    type=float,
+    help="Validate and save an exponential moving average of the weights with this decay "
+    "(e.g. 0.999); 0: the weights themselves. [default: 0]",
 )
 @click.option("--self-blend", is_flag=True, help="Add self-blended fakes made from real faces.")
 @click.option("--seed", default=0, show_default=True)

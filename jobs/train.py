@@ -46,6 +46,7 @@ from pipeline.training import (
     build_transform,
     fast_path,
     list_images,
+    make_ema,
     make_optimizer,
     make_scheduler,
     predict,
@@ -277,7 +278,8 @@ def train_loop(loop_config: dict) -> None:
     model = build_model(cfg.arch, cfg.pretrained if state is None else None)
     start_epoch, history, best_auc, best_epoch = 0, [], -math.inf, None
     if state is not None:
-        model.load_state_dict(state["model"])
+        # With an average of the weights (--ema) "model" holds the average, what is scored.
+        model.load_state_dict(state.get("train_model", state["model"]))
         start_epoch = int(state["epoch"]) + 1
         history = list(state.get("history", []))
         best_auc = float(state.get("best_auc", -math.inf))
@@ -287,6 +289,11 @@ def train_loop(loop_config: dict) -> None:
     model.to(device)
     if fast_path(device):
         model = model.to(memory_format=torch.channels_last)
+    ema = make_ema(model, cfg.ema)
+    if ema is not None and state is not None and "train_model" in state:
+        ema.module.load_state_dict(state["model"])
+        ema.n_averaged.fill_(int(state.get("ema_updates", 0)))
+    scored = ema.module if ema is not None else model  # what is validated and saved
     criterion = nn.BCEWithLogitsLoss()
     steps_per_epoch = len(train_loader)
     phase, ddp, optimizer, scheduler = None, None, None, None
@@ -310,14 +317,25 @@ def train_loop(loop_config: dict) -> None:
                 resume_schedule(optimizer, scheduler, lr, steps_done, cfg.weight_decay)
         set_phase(model, phase)
         reshuffle(train_loader, epoch)
-        train_loss = train_one_epoch(ddp, criterion, optimizer, scheduler, train_loader, device)
+        train_loss = train_one_epoch(
+            ddp,
+            criterion,
+            optimizer,
+            scheduler,
+            train_loader,
+            device,
+            label_smoothing=cfg.label_smoothing,
+            mix=cfg.mix,
+            mix_alpha=cfg.mix_alpha,
+            ema=ema,
+        )
         if world > 1:  # every worker's shard, not rank 0's alone (the shards are equal)
             loss = torch.tensor([train_loss], device=device)
             torch.distributed.all_reduce(loss)
             train_loss = float(loss) / world
         metrics = {"recipe": cfg.recipe, "epoch": epoch, "phase": phase}
         if rank == 0:
-            labels, scores, val_loss = predict(model, val_loader, device, cfg.tta)
+            labels, scores, val_loss = predict(scored, val_loader, device, cfg.tta)
             threshold = choose_threshold(labels, scores)
             s = summary(labels, scores, threshold)
             metrics.update(
@@ -347,10 +365,17 @@ def train_loop(loop_config: dict) -> None:
             # last.pt first: a kill before best.pt is written leaves last.pt saying that this
             # epoch is the best, and repair_run_dir writes best.pt from it. (best.pt first
             # could leave a best.pt of an epoch that the resumed run trains again differently.)
+            averaged = {}
+            if ema is not None:  # the training weights too, for a resumed run to go on from
+                averaged = {
+                    "train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "ema_updates": int(ema.n_averaged),
+                }
             save_checkpoint(
                 os.path.join(cfg.run_dir, "last.pt"),
-                model,
+                scored,
                 **common,
+                **averaged,
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 scaler={},  # bf16 autocast needs no loss scaling
@@ -359,7 +384,7 @@ def train_loop(loop_config: dict) -> None:
                 best_epoch=best_epoch,
             )
             if improved:
-                save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), model, **common)
+                save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), scored, **common)
             write_metrics(cfg.run_dir, history)
             say(
                 f"epoch {epoch} ({phase}): train loss {train_loss:.4f}, val loss {val_loss:.4f}, "

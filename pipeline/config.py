@@ -22,6 +22,7 @@ MIN_DETECT_WIDTH = 64
 CROPS = ("resize", "native")
 TTAS = ("none", "flip")
 AUGMENTS = ("standard", "light", "none")
+MIXES = ("none", "mixup", "cutmix")
 
 
 def check_detect_width(width: int) -> None:
@@ -159,6 +160,10 @@ class TrainConfig:
     cpus_per_worker: int = 1
     cache_images: bool = True  # decode every image once and keep it in memory
     tta: str = "none"  # test-time augmentation of validation and of the scans (Preprocess.tta)
+    label_smoothing: float = 0.0  # targets pulled towards 0.5 by this much
+    mix: str = "none"  # none | mixup | cutmix, within each batch
+    mix_alpha: float = 0.4  # the mixing weight ~ Beta(alpha, alpha)
+    ema: float = 0.0  # decay of an average of the weights that is validated and saved; 0: off
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -170,6 +175,10 @@ class TrainConfig:
             raise ValueError("train for at least one epoch (--epochs-frozen + --epochs-full)")
         if self.tta not in TTAS:
             raise ValueError(f"tta must be one of {TTAS}")
+        if self.mix not in MIXES:
+            raise ValueError(f"mix must be one of {MIXES}")
+        if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.ema < 1.0:
+            raise ValueError("label_smoothing and ema must lie in [0, 1)")
         if self.augment not in AUGMENTS:
             raise ValueError("augment must be standard, light or none")
         if self.image_size < 32:

@@ -223,6 +223,37 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast_path(device))
 
 
+def mix_batch(
+    images: torch.Tensor, labels: torch.Tensor, mix: str, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp (Zhang et al., 2018: two faces blended, labels in the same proportion) or CutMix
+    (Yun et al., 2019: a box of one face pasted into another, labels by area) with a partner
+    drawn from the same batch; the mixing weight ~ Beta(alpha, alpha). Labels are floats."""
+    if mix == "none" or len(images) < 2:
+        return images, labels
+    lam = float(np.random.beta(alpha, alpha))
+    perm = torch.randperm(len(images), device=images.device)
+    if mix == "mixup":
+        return lam * images + (1 - lam) * images[perm], lam * labels + (1 - lam) * labels[perm]
+    h, w = images.shape[-2:]
+    ch, cw = round(h * math.sqrt(1 - lam)), round(w * math.sqrt(1 - lam))
+    y, x = np.random.randint(0, h - ch + 1), np.random.randint(0, w - cw + 1)
+    images = images.clone()
+    images[..., y : y + ch, x : x + cw] = images[perm][..., y : y + ch, x : x + cw]
+    lam = 1 - ch * cw / (h * w)  # the share of the face that stayed
+    return images, lam * labels + (1 - lam) * labels[perm]
+
+
+def make_ema(model: nn.Module, decay: float):
+    """An exponential moving average of the weights (and BatchNorm statistics), or None for
+    decay 0: often a steadier model than the last step's weights for small data sets."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -230,9 +261,16 @@ def train_one_epoch(
     scheduler,
     loader: Iterable,
     device: torch.device,
+    *,
+    label_smoothing: float = 0.0,
+    mix: str = "none",
+    mix_alpha: float = 0.4,
+    ema=None,
 ) -> float:
     """One pass over `loader`; returns the mean training loss. The caller sets the phase.
-    Raises FloatingPointError when the loss stopped being finite (the run diverged): before the
+    `label_smoothing` pulls the targets towards 0.5 by that much (0.1: 0.05 and 0.95); `mix`
+    mixes each batch (mix_batch); `ema` (make_ema) is updated after every step. Raises
+    FloatingPointError when the loss stopped being finite (the run diverged): before the
     epoch's weights can reach a checkpoint."""
     device = torch.device(device)
     # Summed on the device: reading the loss every step would wait for the GPU every step.
@@ -240,6 +278,9 @@ def train_one_epoch(
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True).float()
+        images, labels = mix_batch(images, labels, mix, mix_alpha)
+        if label_smoothing:
+            labels = labels * (1 - label_smoothing) + 0.5 * label_smoothing
         if fast_path(device):
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
@@ -249,6 +290,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(getattr(model, "module", model))
         total += loss.detach() * len(labels)
         count += len(labels)
     mean = float(total) / max(1, count)

@@ -37,9 +37,14 @@ row() {  # name, seconds, recipe, training sets, settings...
 row npr_ffhq 120 npr ffhq_stylegan --set epochs_full="$epochs"
 rc=$?; [ $rc -eq 0 ] || [ $rc -eq 124 ] || exit 1  # a broken first row stops the session
 row nprfull_ffhq 120 npr-full ffhq_stylegan --set epochs_full="$epochs"
-row npr_all 150 npr all --set epochs_full="$epochs_all"
+row npr_all 150 npr all --set epochs_full="$epochs_all" --eval-jpeg 90
 row nprfull_all 180 npr-full all --set epochs_full="$epochs_all"
+row npr_without_ffhq 120 npr ciplab_photoshop,lfw_faceswap,celeb_faceedit \
+  --set epochs_full="$epochs_all"  # StyleGAN held out: a generator never seen
 row rgb_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2
 row npr_notta_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set tta=none
 row npr_standard_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set augment=standard
+row npr_ema_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set ema=0.999
+row npr_cutmix_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set mix=cutmix
+row npr_smooth_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set label_smoothing=0.1
 python3 scripts/bench_quality.py --results "$out/results.jsonl" --table | tee "$out/table.md"

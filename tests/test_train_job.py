@@ -38,7 +38,9 @@ def data_dir(tmp_path_factory):
 def trained(ray_session, data_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     args = ["train", str(data_dir), "--out", str(run), "--epochs-frozen", "1", "--epochs-full", "1"]
-    result = CliRunner().invoke(cli, args + TINY + ["--self-blend", "--train-crop", "40"])
+    result = CliRunner().invoke(cli, args + TINY + ["--self-blend", "--train-crop", "40",
+                                                    "--ema", "0.9", "--mix", "cutmix",
+                                                    "--label-smoothing", "0.1"])  # fmt: skip
     assert result.exit_code == 0, result.output
     return run, json.loads(result.output.strip().splitlines()[-1])
 
@@ -61,6 +63,10 @@ def test_two_phases_write_checkpoints_and_metrics(trained):
     assert (last["recipe"], last["arch"], last["input_filter"]) == (
         "npr", "resnet50_layer2_npr", "npr")  # fmt: skip
     assert (last["preprocess"].crop, last["preprocess"].tta) == ("native", "flip")
+    # --ema: "model" holds the average (what is scored), "train_model" the weights to go on from
+    assert last["ema_updates"] > 0 and set(last["train_model"]) == set(last["model"])
+    assert any(not torch.equal(last["train_model"][k], v) for k, v in last["model"].items())
+    assert (last["config"]["mix"], last["config"]["label_smoothing"]) == ("cutmix", 0.1)
     assert best["checkpoint"] == str(run / "best.pt")
     assert best["val_auc"] == max(float(r["val_auc"]) for r in rows)
 
@@ -95,7 +101,7 @@ def test_killed_run_resumes_at_the_next_epoch_with_its_optimizer_state(
     # ray_session: another Ray instance runs on this machine meanwhile, as a scan might
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "jobs.train", str(data_dir), "--out", str(run),
-           "--epochs-frozen", "0", "--epochs-full", "2", *TINY]  # fmt: skip
+           "--epochs-frozen", "0", "--epochs-full", "2", "--ema", "0.9", *TINY]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -127,6 +133,8 @@ def test_killed_run_resumes_at_the_next_epoch_with_its_optimizer_state(
     # Restored optimizer state: Adam's step count carries on from the first run's.
     assert _adam_steps(last) == 2 * steps_per_epoch
     assert last["scheduler"]["last_epoch"] == 2 * steps_per_epoch
+    # and the weight average too: it goes on from the killed run's average
+    assert (first["ema_updates"], last["ema_updates"]) == (steps_per_epoch, 2 * steps_per_epoch)
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics.epoch) == [0, 1]
 

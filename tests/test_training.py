@@ -312,3 +312,25 @@ def test_a_content_under_both_labels_or_copied_is_never_split_apart():
     plan = plan_splits([*copies, (both, "real"), (both, "fake")], 0.2)
     assert plan[both] == "train"  # a labelling mistake is not moved to fix a split
     assert sorted(plan[k] for k in real) == ["train", "val"]  # one content, one split
+
+
+def test_mixup_and_cutmix_mix_labels_in_the_proportion_of_the_faces():
+    import numpy as np
+    import torch
+
+    from pipeline.training import mix_batch
+
+    np.random.seed(0)
+    torch.manual_seed(0)
+    images = torch.cat([torch.zeros(4, 3, 16, 16), torch.ones(4, 3, 16, 16)])  # real 0, fake 1
+    labels = torch.tensor([0.0] * 4 + [1.0] * 4)
+    for mix in ("mixup", "cutmix"):
+        partial = False
+        for _ in range(5):
+            mixed, targets = mix_batch(images, labels, mix, alpha=1.0)
+            # images of 0s and 1s: a face's mean is the share of it that came from a fake
+            assert torch.allclose(mixed.mean(dim=(1, 2, 3)), targets, atol=1e-6)
+            assert ((targets >= 0) & (targets <= 1)).all()
+            partial |= bool(((targets > 0) & (targets < 1)).any())
+        assert partial
+    assert mix_batch(images, labels, "none", 1.0)[1] is labels
