@@ -61,6 +61,18 @@ def detect_width_option(default: int | None, default_help: str = ""):
     )
 
 
+def recipe_option(help_text: str):
+    """--recipe NAME, a name of pipeline.config.RECIPES, the default recipe unless given (the
+    training command and the quality and scan benchmarks)."""
+    return click.option(
+        "--recipe",
+        type=click.Choice(sorted(RECIPES)),
+        default=DEFAULT_RECIPE,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def face_finding_options(from_checkpoint: bool):
     """--detector, --detector-model, --reuse-boxes and --detect-width: how faces are found.
     A scan takes the checkpoint's unless told (`from_checkpoint`); extract-faces takes the
@@ -346,13 +358,7 @@ def extract_faces(
     type=click.Path(exists=True, file_okay=False),
     help="Validation {real,fake} folder. [default: DATA_DIR/val]",
 )
-@click.option(
-    "--recipe",
-    type=click.Choice(sorted(RECIPES)),
-    default=DEFAULT_RECIPE,
-    show_default=True,
-    help="Named training settings (README, Training recipes); the options below override them.",
-)
+@recipe_option("Named training settings (README, Training); the options below override them.")
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
 @click.option(
     "--gpus",
@@ -398,11 +404,11 @@ def extract_faces(
 )
 @click.option(
     "--train-crop",
-    type=click.IntRange(min=32),
+    type=click.IntRange(min=0),
     default=None,
     help="Train on random patches of this many pixels cut from each input (with --no-resize, "
     "native pixels); an epoch cuts (image-size/train-crop)^2 from every image. Validation and "
-    "scans see whole inputs. [default: the recipe's]",
+    "scans see whole inputs. 0: whole inputs. [default: the recipe's]",
 )
 @click.option(
     "--tta",
@@ -446,8 +452,9 @@ def train(data_dir, run_dir, val_dir, recipe, **options):
     from pipeline.config import recipe_config
 
     given = {k: v for k, v in options.items() if v is not None}
-    if "pretrained" in given and given["pretrained"] == "none":
-        given["pretrained"] = None
+    for key, off in (("pretrained", "none"), ("train_crop", 0)):
+        if given.get(key) == off:
+            given[key] = None
     try:
         cfg = recipe_config(recipe, data_dir=data_dir, run_dir=run_dir, val_dir=val_dir, **given)
         best = run_training(cfg)

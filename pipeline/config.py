@@ -207,8 +207,8 @@ class TrainConfig:
 
 
 # Named training recipes: the settings `deepfake train --recipe NAME` starts from (options
-# given on the command line win). Their quality figures, and how each was found, are in the
-# README's quality table (scripts/bench_quality.py).
+# given on the command line win). Their quality figures, and how each was found, are in
+# docs/quality.md (scripts/bench_quality.py).
 RECIPES: dict[str, dict] = {
     # The NPR detector (Tan et al., CVPR 2024): ResNet-50 cut after layer2, on the image's
     # neighbouring-pixel residual, trained on native-resolution random patches (no resizing),
@@ -229,8 +229,6 @@ RECIPES: dict[str, dict] = {
         warmup_epochs=1.0,
         tta="flip",
     ),
-    # The same input and schedule through the whole ResNet-50 (the published system's network).
-    "npr-full": None,  # set below: the NPR recipe through the full network
     # The recipe before the quality work: whole faces resized to 224, ImageNet-style
     # fine-tuning (2 head epochs on a frozen backbone, then all layers), standard augmentation.
     "classic": dict(

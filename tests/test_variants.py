@@ -16,6 +16,7 @@ from pipeline.model import (
     MODELS,
     CheckpointError,
     NPRFilter,
+    SRMFilter,
     build_model,
     imagenet_file,
     load_checkpoint,
@@ -177,3 +178,14 @@ def test_pretrained_auto_without_weights_trains_from_random_with_one_warning(tmp
     assert len(warnings) == 1 and "random weights" in warnings[0]
     assert "network unreachable" in warnings[0] and imagenet_file() in warnings[0]
     assert resolve_pretrained("resnet50", "none", warnings.append) == "none"
+
+
+def test_the_srm_filter_keeps_noise_and_removes_smooth_content():
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32).contiguous()
+    assert NPRFilter()(ramp).abs().max() > 0  # NPR sees a ramp's steps
+    srm = SRMFilter()(ramp)[..., 2:-2, 2:-2]  # away from the zero padding
+    assert srm.abs().max() < 1e-5  # a linear ramp has no residual left
+    noise = torch.randn(1, 3, 32, 32)
+    assert SRMFilter()(noise).std() > 0.5 * noise.std()
+    assert not list(build_model("resnet50_layer2_srm").state_dict().keys() -
+                    build_model("resnet50_layer2").state_dict().keys())  # fmt: skip
