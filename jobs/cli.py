@@ -438,7 +438,7 @@ def train(data_dir, run_dir, val_dir, recipe, **options):
     """Train the real/fake classifier on Ray Train; run it again to resume.
 
     DATA_DIR holds train/{real,fake}/ and val/{real,fake}/ images (or {real,fake}/ with --val).
-    The recipe (default: npr) sets every training setting; an option given here overrides it.
+    The recipe (default: npr-full) sets every training setting; an option given here overrides it.
     The recipe, the variant and its preprocessing go into every checkpoint, so the scan and the
     page score faces exactly as they were trained.
 

@@ -153,8 +153,8 @@ def build_model(
 
 
 IMAGENET_NOTE = (
-    "they were learned on whole RGB photos by the full network, and the high-pass and "
-    "truncated variants neither read RGB nor have its stem"
+    "ImageNet weights were learned on RGB photos by the whole network; this variant reads a "
+    "high-pass residual or is cut after layer2 with another stem"
 )
 
 
@@ -174,7 +174,7 @@ def resolve_pretrained(
     if pretrained != "auto":
         return pretrained
     if not variant(arch).imagenet:
-        warn(f"--pretrained auto: training {arch} from random weights (ImageNet {IMAGENET_NOTE})")
+        warn(f"--pretrained auto: training {arch} from random weights ({IMAGENET_NOTE})")
         return None
     path = imagenet_file()
     if not os.path.isfile(path):

@@ -42,7 +42,7 @@ row nprfull_all 180 npr-full all --set epochs_full="$epochs_all"
 row npr_without_ffhq 120 npr ciplab_photoshop,lfw_faceswap,celeb_faceedit \
   --set epochs_full="$epochs_all"  # StyleGAN held out: a generator never seen
 row rgb_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2
-row npr_notta_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set tta=none
+row npr_flip_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set tta=flip
 row npr_standard_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set augment=standard
 row srm_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2_srm
 row npr_ema_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set ema=0.999

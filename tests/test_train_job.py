@@ -40,7 +40,8 @@ def trained(ray_session, data_dir, tmp_path_factory):
     args = ["train", str(data_dir), "--out", str(run), "--epochs-frozen", "1", "--epochs-full", "1"]
     result = CliRunner().invoke(cli, args + TINY + ["--self-blend", "--train-crop", "40",
                                                     "--ema", "0.9", "--mix", "cutmix",
-                                                    "--label-smoothing", "0.1"])  # fmt: skip
+                                                    "--label-smoothing", "0.1",
+                                                    "--tta", "flip"])  # fmt: skip
     assert result.exit_code == 0, result.output
     return run, json.loads(result.output.strip().splitlines()[-1])
 
@@ -50,7 +51,7 @@ def test_two_phases_write_checkpoints_and_metrics(trained):
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["epoch"], r["phase"]) for r in rows] == [("0", "frozen"), ("1", "full")]
-    assert {r["recipe"] for r in rows} == {"npr"}  # the default recipe, named in every row
+    assert {r["recipe"] for r in rows} == {"npr-full"}  # the default recipe, named in every row
     for r in rows:
         assert 0 <= float(r["val_auc"]) <= 1 and 0 <= float(r["val_eer"]) <= 1
         assert float(r["train_loss"]) > 0 and float(r["val_loss"]) > 0
@@ -61,7 +62,7 @@ def test_two_phases_write_checkpoints_and_metrics(trained):
     assert last["config"]["self_blend"] is True and last["config"]["train_crop"] == 40
     # the recipe's variant, input filter and preprocessing, for the scan to rebuild
     assert (last["recipe"], last["arch"], last["input_filter"]) == (
-        "npr", "resnet50_layer2_npr", "npr")  # fmt: skip
+        "npr-full", "resnet50_npr", "npr")  # fmt: skip
     assert (last["preprocess"].crop, last["preprocess"].tta) == ("native", "flip")
     # --ema: "model" holds the average (what is scored), "train_model" the weights to go on from
     assert last["ema_updates"] > 0 and set(last["train_model"]) == set(last["model"])
@@ -532,7 +533,8 @@ def test_the_quality_benchmark_trains_on_two_sets_and_scores_each(ray_session, t
     result = CliRunner().invoke(bench_quality, args)
     assert result.exit_code == 0, result.output
     row = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
-    assert (row["recipe"], row["train"], row["settings"]["epochs_full"]) == ("npr", "setA+setB", 1)
+    assert (row["recipe"], row["train"]) == ("npr-full", "setA+setB")
+    assert row["settings"]["epochs_full"] == 1
     assert set(row["val"]) == {"setA", "setB"}
     for figures in row["val"].values():
         assert 0 <= figures["auc"] <= 1 and 0 <= figures["auc_jpeg90"] <= 1
@@ -541,7 +543,7 @@ def test_the_quality_benchmark_trains_on_two_sets_and_scores_each(ray_session, t
     assert sorted(p.name for p in links.iterdir()) == ["setA", "setB"]
     assert all(p.is_symlink() for p in links.iterdir())
     last = load_checkpoint(
-        tmp_path / "out" / "npr_setA+setB_epochs_full-1_image_size-48_batch_size-8" / "last.pt"
+        tmp_path / "out" / "npr-full_setA+setB_epochs_full-1_image_size-48_batch_size-8" / "last.pt"
     )  # noqa: E501
-    assert last["config"]["recipe"] == "npr"
-    assert "| 1 | npr | setA+setB |" in result.output and "bench_quality.py" in result.output
+    assert last["config"]["recipe"] == "npr-full"
+    assert "| 1 | npr-full | setA+setB |" in result.output and "bench_quality.py" in result.output
