@@ -432,19 +432,34 @@ def extract_faces(
     help="Validate and save an exponential moving average of the weights with this decay "
     "(e.g. 0.999); 0: the weights themselves. [default: 0]",
 )
-@click.option("--self-blend", is_flag=True, help="Add self-blended fakes made from real faces.")
+@click.option(
+    "--self-blend/--no-self-blend",
+    default=None,
+    help="Add a self-blended fake of every real face (each blended with an altered copy of "
+    "itself inside its face's outline). [default: on when DATA_DIR has no fake images, which "
+    "then trains on real faces alone; off otherwise]",
+)
+@click.option(
+    "--boundary-weight",
+    type=float,
+    help="With self-blending, the weight of a boundary head's loss (it learns where each "
+    "blend's edge lies; training only); 0: no boundary head. [default: 1]",
+)
 @click.option("--seed", default=0, show_default=True)
 def train(data_dir, run_dir, val_dir, recipe, **options):
     """Train the real/fake classifier on Ray Train; run it again to resume.
 
     DATA_DIR holds train/{real,fake}/ and val/{real,fake}/ images (or {real,fake}/ with --val).
-    The recipe (default: npr-full) sets every training setting; an option given here overrides it.
-    The recipe, the variant and its preprocessing go into every checkpoint, so the scan and the
-    page score faces exactly as they were trained.
+    With real/ images alone (genuine footage of the people to protect), the model learns
+    from self-blended fakes of those faces. The recipe (default: npr-full) sets every
+    training setting; an option given here overrides it. The recipe, the variant and its
+    preprocessing go into every checkpoint, so the scan and the page score faces exactly as
+    they were trained.
 
     \b
     Example:
         deepfake train ~/faces --out runs/r1
+        deepfake train ~/real-faces --out runs/r3    # real/ only: self-blended fakes
         deepfake train ~/faces --out runs/r2 --recipe classic --epochs-full 20
         deepfake scan ~/footage --out ~/reports --checkpoint runs/r1/best.pt
     """  # fmt: skip

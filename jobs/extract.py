@@ -97,9 +97,13 @@ def run_extract(
         split: {label: made[(split, label)] for label in LABELS}
         for split in (("train", "val") if val_fraction > 0 else ("all",))
     }
+    real_only = not any(faces["fake"] for faces in by_split.values())
+    if real_only:
+        log("real faces only: `deepfake train` trains on self-blended fakes made from them")
     for split, faces in by_split.items():
         for label, n in faces.items():
-            if not n:  # training refuses a split without both classes: say so now
+            if not n and not (real_only and label == "fake"):
+                # training refuses a split without both classes: say so now
                 log(f"warning: no {label} faces in {split}: add videos or change --val-fraction")
     return {
         "videos": counts["videos"],

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import numpy as np
 import ray
 import ray.train
 import ray.train.torch
@@ -34,6 +35,7 @@ from jobs.scan import init_ray
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.metrics import choose_threshold, summary
 from pipeline.model import (
+    BoundaryModel,
     build_model,
     load_checkpoint,
     model_from_checkpoint,
@@ -244,11 +246,14 @@ def train_loop(loop_config: dict) -> None:
         torch.set_num_threads(max(1, cfg.cpus_per_worker))
     preprocess = Preprocess.from_dict(loop_config["preprocess"])
     train_dir, val_dir = split_dirs(cfg)
+    landmarks = read_landmarks(loop_config.get("landmarks"))
     images = FaceImages(
-        list_images(train_dir),
+        list_images(train_dir, need_fakes=False),
         build_transform(cfg, preprocess, train=True),
         blend_fraction=cfg.self_blend_fraction if cfg.self_blend else 0.0,
         cache=cfg.cache_images,
+        landmarks=landmarks,
+        boundaries=cfg.boundary_head,
     )
     train_set = Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
     loader_workers = max(0, cfg.cpus_per_worker - 1)
@@ -265,8 +270,16 @@ def train_loop(loop_config: dict) -> None:
     train_loader = ray.train.torch.prepare_data_loader(train_loader, move_to_device=False)
     val_loader = None
     if rank == 0:  # rank 0 alone validates, on the whole set
+        val_items = list_images(val_dir, need_fakes=False)
         val_set = FaceImages(
-            list_images(val_dir), build_transform(cfg, preprocess, False), cache=cfg.cache_images
+            val_items,
+            build_transform(cfg, preprocess, False),
+            # A val/ without fakes is scored against seeded blends of its real faces.
+            blend_fraction=0.0 if any(y for _, y in val_items) else 1.0,
+            cache=cfg.cache_images,
+            landmarks=landmarks,
+            fixed_blends=True,
+            seed=cfg.seed,
         )
         val_loader = DataLoader(val_set, batch_size=cfg.batch_size * 2, num_workers=loader_workers)
 
@@ -276,6 +289,10 @@ def train_loop(loop_config: dict) -> None:
         repair_run_dir(cfg.run_dir, state)
     # A resumed run's weights come from last.pt: the --pretrained file is not needed again.
     model = build_model(cfg.arch, cfg.pretrained if state is None else None)
+    # With self-blends, a boundary head on the same backbone learns where each blend's edge is.
+    trained = BoundaryModel(model) if cfg.boundary_head else model
+    if cfg.boundary_head and state is not None and "boundary_head" in state:
+        trained.head.load_state_dict(state["boundary_head"])
     start_epoch, history, best_auc, best_epoch = 0, [], -math.inf, None
     if state is not None:
         # With an average of the weights (--ema) "model" holds the average, what is scored.
@@ -286,9 +303,9 @@ def train_loop(loop_config: dict) -> None:
         best_epoch = state.get("best_epoch")
         if rank == 0:
             say(f"resuming after epoch {state['epoch']} from {cfg.run_dir}/last.pt")
-    model.to(device)
+    trained.to(device)
     if fast_path(device):
-        model = model.to(memory_format=torch.channels_last)
+        trained.to(memory_format=torch.channels_last)
     ema = make_ema(model, cfg.ema)
     if ema is not None and state is not None and "train_model" in state:
         ema.module.load_state_dict(state["model"])
@@ -305,8 +322,8 @@ def train_loop(loop_config: dict) -> None:
             set_phase(model, phase)
             lr = cfg.lr if phase == "frozen" else cfg.phase2_lr
             # A new DDP wrapper per phase: DDP fixes the set of trainable parameters at wrap.
-            ddp = ray.train.torch.prepare_model(model, move_to_device=False)
-            optimizer = make_optimizer(model, lr, cfg.weight_decay)
+            ddp = ray.train.torch.prepare_model(trained, move_to_device=False)
+            optimizer = make_optimizer(trained, lr, cfg.weight_decay)
             scheduler = make_scheduler(
                 optimizer, steps_per_epoch, phase_epochs(cfg, phase), cfg.warmup_epochs
             )
@@ -328,6 +345,7 @@ def train_loop(loop_config: dict) -> None:
             mix=cfg.mix,
             mix_alpha=cfg.mix_alpha,
             ema=ema,
+            boundary_weight=cfg.boundary_weight if cfg.boundary_head else 0.0,
         )
         if world > 1:  # every worker's shard, not rank 0's alone (the shards are equal)
             loss = torch.tensor([train_loss], device=device)
@@ -365,9 +383,13 @@ def train_loop(loop_config: dict) -> None:
             # last.pt first: a kill before best.pt is written leaves last.pt saying that this
             # epoch is the best, and repair_run_dir writes best.pt from it. (best.pt first
             # could leave a best.pt of an epoch that the resumed run trains again differently.)
-            averaged = {}
+            resume_only = {}
+            if cfg.boundary_head:  # training only: kept for a resumed run, never scored
+                resume_only["boundary_head"] = {
+                    k: v.detach().cpu() for k, v in trained.head.state_dict().items()
+                }
             if ema is not None:  # the training weights too, for a resumed run to go on from
-                averaged = {
+                resume_only |= {
                     "train_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                     "ema_updates": int(ema.n_averaged),
                 }
@@ -375,7 +397,7 @@ def train_loop(loop_config: dict) -> None:
                 os.path.join(cfg.run_dir, "last.pt"),
                 scored,
                 **common,
-                **averaged,
+                **resume_only,
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 scaler={},  # bf16 autocast needs no loss scaling
@@ -430,8 +452,7 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
         pretrained=pretrained,
     )
     # Fail early, on the driver, with a clear message: not in every worker after Ray's retries.
-    for folder in split_dirs(cfg):
-        list_images(folder)  # both classes present in train and in val
+    cfg, blended = resolve_self_blend(cfg, log)
     preprocess = preprocess_for(cfg)  # also an --image-size that --no-resize cannot give
     os.makedirs(cfg.run_dir, exist_ok=True)
     if state is not None:
@@ -442,6 +463,11 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
     elif pretrained not in (None, "", "none"):
         build_model(cfg.arch, pretrained)  # a missing file, or offline "imagenet": fail here
     init_ray()
+    landmarks = None
+    if blended and cfg.blend_mask == "outline":
+        # the faces' outlines for the blend masks, found once on the cluster's CPUs
+        landmarks = os.path.join(cfg.run_dir, "landmarks.json")
+        find_landmarks(blended, landmarks, log)
     use_gpu = ray.cluster_resources().get("GPU", 0) >= cfg.gpus_per_worker * cfg.workers > 0
     resources = {"CPU": cfg.cpus_per_worker}
     if use_gpu:
@@ -450,7 +476,11 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
         log("no GPU found: training on CPU, which is slow")
     trainer = ray.train.torch.TorchTrainer(
         train_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "preprocess": preprocess.to_dict()},
+        train_loop_config={
+            "cfg": cfg.to_dict(),
+            "preprocess": preprocess.to_dict(),
+            "landmarks": landmarks,
+        },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
@@ -467,6 +497,105 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
     )
     trainer.fit()
     return best_metrics(cfg.run_dir)
+
+
+def resolve_self_blend(cfg: TrainConfig, log: Callable[[str], None]):
+    """(cfg with self_blend decided, the real images whose blends the run makes). A training
+    folder without fakes trains on self-blends of its real faces unless self-blending was
+    turned off, which is refused: a model that never saw a fake cannot learn to find one."""
+    train_dir, val_dir = split_dirs(cfg)
+    train = list_images(train_dir, need_fakes=False)
+    val = list_images(val_dir, need_fakes=False)
+    has_fakes = any(y for _, y in train)
+    if not has_fakes and cfg.self_blend is False:
+        raise ValueError(
+            f"{train_dir} holds real faces only and self-blending is off (--no-self-blend): a "
+            "model that never saw a fake cannot learn to find one. Add fake/ images, or train "
+            "without --no-self-blend (self-blended fakes made from the real faces)"
+        )
+    self_blend = cfg.self_blend if cfg.self_blend is not None else not has_fakes
+    if not has_fakes:
+        log(
+            f"no fake images in {train_dir}: training on its {len(train)} real faces and a "
+            "self-blended fake of each (a new blend every epoch)"
+        )
+    val_fakes = any(y for _, y in val)
+    if not val_fakes:
+        if not self_blend:
+            raise ValueError(
+                f"{val_dir}: found {len(val)} real and 0 fake images to validate on; add fake/ "
+                "images (or --self-blend: validate against blends of the real faces)"
+            )
+        log(f"no fake images in {val_dir}: validating against a seeded blend of each real face")
+    cfg = dataclasses.replace(cfg, self_blend=self_blend)
+    if not self_blend:
+        return cfg, []
+    reals = [p for p, y in train if y == 0]
+    return cfg, reals + ([] if val_fakes else [p for p, y in val if y == 0])
+
+
+def find_landmarks(paths: list[str], cache: str, log: Callable[[str], None]) -> None:
+    """Writes {path: face_landmarks or None} for `paths` into the JSON file `cache`, finding
+    with Ray Data only those the file does not already hold for that file size and time."""
+    import json
+
+    known = read_landmarks(cache, raw=True)
+    stamp = {p: f"{os.path.getsize(p)}:{os.path.getmtime(p)}" for p in paths}
+    todo = [p for p in paths if known.get(p, {}).get("stamp") != stamp[p]]
+    if todo:
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False  # the one line below says it
+        started = time.monotonic()
+        rows = (
+            ray.data.from_items([{"path": p} for p in todo])
+            .map_batches(_landmark_batch, batch_size=64, batch_format="pandas")
+            .take_all()
+        )
+        for row in rows:
+            known[row["path"]] = {"stamp": stamp[row["path"]], "face": json.loads(row["face"])}
+        faces = [known[row["path"]]["face"] for row in rows]
+        found = sum(1 for face in faces if face)
+        eyes = sum(1 for face in faces if face and face["eyes"])
+        missed = (
+            f"; {len(todo) - found} without a face blend in an ellipse" if found < len(todo) else ""
+        )
+        log(
+            f"face outlines for the blends: a face in {found} of {len(todo)} images, both eyes "
+            f"in {eyes} ({time.monotonic() - started:.0f} s){missed}"
+        )
+    _atomic_text(cache, json.dumps({p: known[p] for p in paths}))
+
+
+def _landmark_batch(batch):
+    import json
+
+    from pipeline.config import Preprocess
+    from pipeline.faces import make_detector
+    from pipeline.selfblend import face_landmarks
+    from pipeline.training import load_image
+
+    detector = make_detector(Preprocess(min_face=16))
+    faces = []
+    for path in batch["path"]:
+        try:
+            img = np.ascontiguousarray(load_image(path).permute(1, 2, 0).numpy())
+            faces.append(json.dumps(face_landmarks(img, detector)))
+        except ValueError:  # an image that does not decode fails later, with its name
+            faces.append("null")
+    batch["face"] = faces
+    return batch
+
+
+def read_landmarks(path: str | None, raw: bool = False) -> dict:
+    """{path: landmarks} from find_landmarks' file ({} without one); `raw`: with stamps."""
+    import json
+
+    if not path or not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        known = json.load(f)
+    return known if raw else {p: v["face"] for p, v in known.items()}
 
 
 def best_metrics(run_dir: str) -> dict:

@@ -22,6 +22,7 @@ MIN_DETECT_WIDTH = 64
 CROPS = ("resize", "native")
 TTAS = ("none", "flip")
 AUGMENTS = ("standard", "light", "none")
+BLEND_MASKS = ("outline", "ellipse")
 MIXES = ("none", "mixup", "cutmix")
 
 
@@ -153,8 +154,16 @@ class TrainConfig:
     augment: str = "standard"  # standard | light | none
     resize: bool = True  # False: random crops at native resolution, no resampling
     train_crop: int | None = None  # train on random patches this big; validate on whole inputs
-    self_blend: bool = False
+    # Self-blended fakes made from the real faces (pipeline/selfblend.py): None = on exactly
+    # when the training folder has no fake images (real-only training), off otherwise.
+    self_blend: bool | None = None
     self_blend_fraction: float = 1.0  # extra fakes per real face, when self_blend
+    # The blend mask: "outline" follows each face's box and eyes (found once per image),
+    # "ellipse" is an irregular ellipse around the crop's centre (the ablation of the outline).
+    blend_mask: str = "outline"
+    # With self-blending, the weight of the boundary head's loss (dense supervision: it
+    # predicts where each blend's edge lies); 0: no boundary head.
+    boundary_weight: float = 1.0
     workers: int = 1
     gpus_per_worker: float = 1.0  # used when the cluster has GPUs
     cpus_per_worker: int = 1
@@ -177,6 +186,15 @@ class TrainConfig:
             raise ValueError(f"tta must be one of {TTAS}")
         if self.mix not in MIXES:
             raise ValueError(f"mix must be one of {MIXES}")
+        if self.blend_mask not in BLEND_MASKS:
+            raise ValueError(f"blend_mask must be one of {BLEND_MASKS}")
+        if self.boundary_weight < 0:
+            raise ValueError("boundary_weight must be at least 0")
+        if self.boundary_head and self.mix != "none":
+            raise ValueError(
+                "mixup and cutmix do not mix the boundary head's targets: use --mix none with "
+                "self-blending, or --boundary-weight 0"
+            )
         if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.ema < 1.0:
             raise ValueError("label_smoothing and ema must lie in [0, 1)")
         if self.augment not in AUGMENTS:
@@ -197,6 +215,11 @@ class TrainConfig:
         if not self.train_crop:
             return 1
         return max(1, round((self.image_size / self.train_crop) ** 2))
+
+    @property
+    def boundary_head(self) -> bool:
+        """Whether the run trains a boundary head: self-blending on and a weight above 0."""
+        return bool(self.self_blend) and self.boundary_weight > 0
 
     @property
     def phase2_lr(self) -> float:

@@ -155,9 +155,9 @@ class EyeAligner:
             _cascade("haarcascade_eye.xml"),
         )
 
-    def eye_angle(self, face_grey: np.ndarray) -> float | None:
-        """Angle of the line through the eyes in a grey face crop, in degrees (image y points
-        down), or None when two eyes are not found on either side of the middle."""
+    def eyes(self, face_grey: np.ndarray) -> tuple[tuple[float, float], ...] | None:
+        """Centres (x, y) of the left and right eye in a grey face crop, or None when two eyes
+        are not found on either side of the middle."""
         h, w = face_grey.shape[:2]
         top = face_grey[: h * 60 // 100]
         if top.size == 0:
@@ -171,11 +171,18 @@ class EyeAligner:
             left = [c for c in centres if c[0] < w / 2]
             right = [c for c in centres if c[0] >= w / 2]
             if left and right:
-                break
-        else:
+                lx, ly, _ = max(left, key=lambda c: c[2])
+                rx, ry, _ = max(right, key=lambda c: c[2])
+                return (float(lx), float(ly)), (float(rx), float(ry))
+        return None
+
+    def eye_angle(self, face_grey: np.ndarray) -> float | None:
+        """Angle of the line through the eyes in a grey face crop, in degrees (image y points
+        down), or None when two eyes are not found on either side of the middle."""
+        found = self.eyes(face_grey)
+        if found is None:
             return None
-        lx, ly, _ = max(left, key=lambda c: c[2])
-        rx, ry, _ = max(right, key=lambda c: c[2])
+        (lx, ly), (rx, ry) = found
         angle = math.degrees(math.atan2(ry - ly, rx - lx))
         return angle if abs(angle) <= MAX_ALIGN_ANGLE else None
 

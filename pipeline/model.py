@@ -100,6 +100,31 @@ def _resnet50_layer2(input_filter: str, num_outputs: int) -> nn.Module:
     return model
 
 
+class BoundaryModel(nn.Module):
+    """A classifier with a boundary head for self-blended training (Face X-ray, LAA-Net): a
+    small convolution on layer2's features (stride 8, 512 channels in every variant) predicts,
+    per position, whether a blend's edge passes there. Training only: the checkpoint's model is
+    `net`, and the scan and the page score it alone; the head is kept in last.pt for resuming."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.head = nn.Sequential(
+            nn.Conv2d(512, 64, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(64, 1, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = {}
+        hook = self.net.layer2.register_forward_hook(
+            lambda _module, _inputs, output: features.__setitem__("layer2", output)
+        )
+        try:
+            logits = self.net(x)
+        finally:
+            hook.remove()
+        return logits, self.head(features["layer2"])
+
+
 @dataclass(frozen=True)
 class Variant:
     """One registered classifier: a ResNet-50 family body and the input filter it reads."""

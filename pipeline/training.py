@@ -15,25 +15,29 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import set_backbone_trainable
 from pipeline.scoring import native_bf16, tta_logits
-from pipeline.selfblend import self_blend
+from pipeline.selfblend import blend, recoloured
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CLASSES = ("real", "fake")  # index = label
 CACHE_LIMIT_BYTES = 4 * 1024**3
 
 
-def list_images(folder: str | os.PathLike) -> list[tuple[str, int]]:
-    """(path, label) for every image under folder/real and folder/fake, sorted."""
+def list_images(folder: str | os.PathLike, need_fakes: bool = True) -> list[tuple[str, int]]:
+    """(path, label) for every image under folder/real and folder/fake, sorted. Without
+    `need_fakes` a folder of real images alone (no fake/ folder, or an empty one) will do."""
     folder = os.fspath(folder)
     items = []
     for label, name in enumerate(CLASSES):
         root = os.path.join(folder, name)
         if not os.path.isdir(root):
+            if name == "fake" and not need_fakes:
+                continue
             raise FileNotFoundError(f"expected a {name}/ folder of images in {folder}")
         # Links followed: a benchmark or a user may gather several sets' folders by links.
         for dirpath, _, files in os.walk(root, followlinks=True):
@@ -42,7 +46,7 @@ def list_images(folder: str | os.PathLike) -> list[tuple[str, int]]:
                     items.append((os.path.join(dirpath, f), label))
     items.sort()
     counts = [sum(1 for _, y in items if y == k) for k in (0, 1)]
-    if min(counts) == 0:
+    if counts[0] == 0 or (need_fakes and counts[1] == 0):
         raise FileNotFoundError(
             f"{folder}: need images of both classes, found {counts[0]} real and {counts[1]} fake"
         )
@@ -117,7 +121,13 @@ class Repeated(Dataset):
 
 class FaceImages(Dataset):
     """Images with labels; optionally `blend_fraction` x (number of real images) extra
-    self-blended fakes made on the fly from the real ones (a new blend every epoch)."""
+    self-blended fakes made on the fly from the real ones (pipeline/selfblend.py), inside the
+    outline of each face's `landmarks` ({path: face_landmarks(...)}, found once and cached by the
+    caller). `fixed_blends` (validation) makes blend i the same every epoch (seeded by `seed`
+    and i); otherwise a new blend every epoch. While training on blends, each real face is
+    recoloured half the time as blends' targets are, so colour alone never tells them apart.
+    With `boundaries` an item is (image, label, boundary map, whether the map is known): the
+    blend's edge map for a blend, zeros for a real face, unknown for a fake from the folder."""
 
     def __init__(
         self,
@@ -125,11 +135,17 @@ class FaceImages(Dataset):
         transform=None,
         blend_fraction: float = 0.0,
         cache: bool = False,
+        landmarks: dict | None = None,
+        fixed_blends: bool = False,
+        boundaries: bool = False,
+        seed: int = 0,
     ):
         self.items = items
         self.transform = transform
         self.reals = [i for i, (_, y) in enumerate(items) if y == 0]
         self.n_blend = round(blend_fraction * len(self.reals))
+        self.landmarks = landmarks or {}
+        self.fixed_blends, self.boundaries, self.seed = fixed_blends, boundaries, seed
         self.cache: list[torch.Tensor] | None = None
         if cache and items and self._cache_bytes() <= CACHE_LIMIT_BYTES:
             # Decoded once, before DataLoader workers fork, so they share the memory.
@@ -147,19 +163,33 @@ class FaceImages(Dataset):
     def _image(self, i: int) -> torch.Tensor:
         return self.cache[i] if self.cache is not None else load_image(self.items[i][0])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def _rng(self, i: int) -> np.random.Generator:
+        if self.fixed_blends:
+            return np.random.default_rng((self.seed, i))
+        # Seeded from torch's generator, which DataLoader seeds per worker and epoch.
+        return np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+
+    def __getitem__(self, i: int):
+        boundary = known = None
         if i < len(self.items):
             img, label = self._image(i), self.items[i][1]
+            if self.n_blend and label == 0 and not self.fixed_blends:
+                hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
+                img = torch.from_numpy(recoloured(hwc, self._rng(i))).permute(2, 0, 1)
+            known = label == 0  # a real face has no blend edge; a folder's fake, unknown
+            boundary = torch.zeros(img.shape[-2:], dtype=torch.float32)
         else:
             real = self.reals[(i - len(self.items)) % len(self.reals)]
-            # Seeded from torch's generator, which DataLoader seeds per worker and epoch.
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
-            hwc = self._image(real).permute(1, 2, 0).numpy()
-            img = torch.from_numpy(self_blend(np.ascontiguousarray(hwc), rng)).permute(2, 0, 1)
-            label = 1
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, label
+            hwc = np.ascontiguousarray(self._image(real).permute(1, 2, 0).numpy())
+            fake, edge = blend(hwc, self._rng(i), self.landmarks.get(self.items[real][0]))
+            img, label = torch.from_numpy(fake).permute(2, 0, 1), 1
+            known, boundary = True, torch.from_numpy(edge)
+        if not self.boundaries:
+            return (self.transform(img) if self.transform is not None else img), label
+        mask = tv_tensors.Mask(boundary[None])
+        if self.transform is not None:  # the crops and flips move the map with the face
+            img, mask = self.transform(img, mask)
+        return img, label, mask.as_subclass(torch.Tensor), known
 
 
 def set_phase(model: nn.Module, phase: str) -> None:
@@ -266,8 +296,11 @@ def train_one_epoch(
     mix: str = "none",
     mix_alpha: float = 0.4,
     ema=None,
+    boundary_weight: float = 0.0,
 ) -> float:
     """One pass over `loader`; returns the mean training loss. The caller sets the phase.
+    With a BoundaryModel (its batches carry boundary maps) the loss adds `boundary_weight` x
+    the boundary head's per-pixel BCE over the faces whose map is known.
     `label_smoothing` pulls the targets towards 0.5 by that much (0.1: 0.05 and 0.95); `mix`
     mixes each batch (mix_batch); `ema` (make_ema) is updated after every step. Raises
     FloatingPointError when the loss stopped being finite (the run diverged): before the
@@ -275,7 +308,8 @@ def train_one_epoch(
     device = torch.device(device)
     # Summed on the device: reading the loss every step would wait for the GPU every step.
     total, count = torch.zeros((), device=device), 0
-    for images, labels in loader:
+    for batch in loader:
+        images, labels = batch[0], batch[1]
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True).float()
         images, labels = mix_batch(images, labels, mix, mix_alpha)
@@ -284,14 +318,18 @@ def train_one_epoch(
         if fast_path(device):
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            logits = model(images).squeeze(1)
-        loss = criterion(logits.float(), labels)
+            out = model(images)
+        logits, edges = out if isinstance(out, tuple) else (out, None)
+        loss = criterion(logits.squeeze(1).float(), labels)
+        if edges is not None and boundary_weight:
+            loss = loss + boundary_weight * boundary_loss(edges.float(), batch[2], batch[3])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if ema is not None:
-            ema.update_parameters(getattr(model, "module", model))
+        if ema is not None:  # of the classifier, not of a boundary head around it
+            inner = getattr(model, "module", model)
+            ema.update_parameters(getattr(inner, "net", inner))
         total += loss.detach() * len(labels)
         count += len(labels)
     mean = float(total) / max(1, count)
@@ -303,6 +341,18 @@ def train_one_epoch(
     return mean
 
 
+def boundary_loss(predicted: torch.Tensor, maps: torch.Tensor, known: torch.Tensor):
+    """Per-pixel BCE of the boundary head's (N, 1, h, w) logits against the blend edge maps
+    (N, 1, H, W), averaged to the head's resolution, over the faces whose map is known."""
+    known = known.to(predicted.device).bool()
+    if not known.any():
+        return predicted.sum() * 0.0  # keeps the head in the graph (DDP wants every parameter)
+    target = nn.functional.adaptive_avg_pool2d(
+        maps.to(predicted.device).float(), predicted.shape[-2:]
+    )
+    return nn.functional.binary_cross_entropy_with_logits(predicted[known], target[known])
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: str = "none"):
     """(labels, probabilities of fake, mean BCE loss) over `loader`, each face scored under the
@@ -311,7 +361,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: str =
     was_training = model.training
     model.eval()
     labels, scores, losses = [], [], []
-    for images, y in loader:
+    for images, y, *_ in loader:
         images = images.to(device, non_blocking=True)
         if fast_path(device):
             images = images.contiguous(memory_format=torch.channels_last)

@@ -36,6 +36,8 @@ from pipeline.evaluation import evaluate_images
 
 # The sets with both classes in val, in the table's column order.
 LABELLED_SETS = ("ffhq_stylegan", "ciplab_photoshop", "lfw_faceswap", "celeb_faceedit")
+# --real-only trains on these sets' real faces ("all"): the labelled ones and a real-only one.
+REAL_SETS = LABELLED_SETS + ("allage_real",)
 SETTINGS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "run_dir", "val_dir"}
 
 
@@ -54,14 +56,14 @@ def parse_settings(pairs: tuple[str, ...]) -> dict:
     return out
 
 
-def training_folder(data: str, sets: list[str], out: str) -> str:
+def training_folder(data: str, sets: list[str], out: str, real_only: bool = False) -> str:
     """One set's own folder, or a folder whose train/ and val/ class folders link to each
-    named set's (training reads links; nothing is copied)."""
-    if len(sets) == 1:
+    named set's (training reads links; nothing is copied); `real_only`: real/ alone."""
+    if len(sets) == 1 and not real_only:
         return os.path.join(data, sets[0])
-    folder = os.path.join(out, "data-" + "+".join(sets))
+    folder = os.path.join(out, ("data-real-" if real_only else "data-") + "+".join(sets))
     for split in ("train", "val"):
-        for label in ("real", "fake"):
+        for label in ("real",) if real_only else ("real", "fake"):
             os.makedirs(os.path.join(folder, split, label), exist_ok=True)
             for name in sets:
                 source = os.path.abspath(os.path.join(data, name, split, label))
@@ -83,6 +85,36 @@ def recompressed(folder: str, tmp: str, quality: int) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         cv2.imwrite(target, cv2.imread(path), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return tmp
+
+
+def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
+    """Self-blends made a second on one core, of the first `n` training faces with their
+    landmarks (as in training): whether blending can keep up with the network."""
+    import numpy as np
+    import torch
+
+    from jobs.train import read_landmarks, split_dirs
+    from pipeline.selfblend import blend
+    from pipeline.training import list_images, load_image
+
+    landmarks = read_landmarks(os.path.join(cfg.run_dir, "landmarks.json"))
+    items = list_images(split_dirs(cfg)[0], need_fakes=False)
+    paths = [p for p, y in items if y == 0][:n]
+    images = [np.ascontiguousarray(load_image(p).permute(1, 2, 0).numpy()) for p in paths]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    import cv2
+
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        started = time.perf_counter()
+        for i, (p, img) in enumerate(zip(paths, images, strict=True)):
+            blend(img, np.random.default_rng(i), landmarks.get(p))
+        return round(len(paths) / (time.perf_counter() - started), 1)
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv2_threads)
 
 
 def machine() -> str:
@@ -139,6 +171,12 @@ def markdown(rows: list[dict]) -> str:
     metavar="KEY=VALUE",
     help="A training setting over the recipe's (a TrainConfig field), e.g. --set epochs_full=20.",
 )
+@click.option(
+    "--real-only",
+    is_flag=True,
+    help="Train on the real faces of the --train sets alone (all: allage_real too), never a "
+    "fake: the job then trains on self-blends of them and validates against blends.",
+)
 @click.option("--eval", "eval_sets", default=",".join(LABELLED_SETS), show_default=True)
 @click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last")
 @click.option(
@@ -152,13 +190,14 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--out", default="runs/quality", show_default=True)
 @click.option("--results", default=None, help="JSON lines file. [default: OUT/results.jsonl]")
 @click.option("--table", "table_only", is_flag=True, help="Only print the table of --results.")
-def main(data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, cpus, out,
-         results, table_only):  # fmt: skip
+def main(data, recipe, train_sets, settings, real_only, eval_sets, checkpoint, eval_jpeg, cpus,
+         out, results, table_only):  # fmt: skip
     results = results or os.path.join(out, "results.jsonl")
     if not table_only:
         row = run_row(
-            data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, cpus, out
-        )
+            data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, cpus, out,
+            real_only,
+        )  # fmt: skip
         os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -171,18 +210,20 @@ def main(data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, c
 
 
 def run_row(
-    data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, cpus, out
-) -> dict:
+    data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, cpus, out,
+    real_only=False,
+) -> dict:  # fmt: skip
     if not os.path.isdir(data):
         raise click.ClickException(f"no face data at {data}: this benchmark needs ../shared/data")
-    sets = list(LABELLED_SETS) if train_sets == "all" else train_sets.split(",")
+    every = REAL_SETS if real_only else LABELLED_SETS
+    sets = list(every) if train_sets == "all" else train_sets.split(",")
     overrides = parse_settings(settings)
-    name = "+".join(sets) if train_sets != "all" else "all"
+    name = ("real:" if real_only else "") + ("+".join(sets) if train_sets != "all" else "all")
     tag = "_".join([recipe, name] + [f"{k}-{v}" for k, v in overrides.items()])
     cfg = recipe_config(
         recipe,
-        data_dir=training_folder(data, sets, out),
-        run_dir=os.path.join(out, tag.replace("/", "-")),
+        data_dir=training_folder(data, sets, out, real_only),
+        run_dir=os.path.join(out, tag.replace("/", "-").replace(":", "-")),
         cpus_per_worker=cpus,
         **overrides,
     )
@@ -191,6 +232,7 @@ def run_row(
 
     run_training(cfg)
     trained = time.monotonic()
+    blends = blend_rate(cfg) if real_only or overrides.get("self_blend") else None
     weights = os.path.join(cfg.run_dir, f"{checkpoint}.pt")
     val = {}
     for s in eval_sets.split(","):
@@ -214,6 +256,7 @@ def run_row(
         "train_minutes": round((trained - started) / 60, 2),
         "minutes": round((time.monotonic() - started) / 60, 2),
         "eval_jpeg": eval_jpeg,
+        "blends_per_s_per_core": blends,
         "machine": machine(),
         "command": "python scripts/bench_quality.py " + shlex.join(sys.argv[1:]),
     }

@@ -4,17 +4,18 @@
 # (../shared/device/README.md). Each call carries at most 64 MiB, so the sets travel in calls
 # of their own, back to back while the machine is warm, the run last:
 #   here:   ../shared/device/wheels.sh
-#           for s in ffhq_stylegan ciplab_photoshop lfw_faceswap celeb_faceedit; do
+#           for s in ffhq_stylegan ciplab_photoshop lfw_faceswap celeb_faceedit allage_real; do
 #             mkdir -p .data-$s && cp -r ../shared/data/faces/$s .data-$s/; done
 #           (and add /.data-*/ to .git/info/exclude)
 #   call 1, carry [".data-ffhq_stylegan", ".data-ciplab_photoshop"] (49 MB):
 #           mkdir -p /tmp/data && cp -r .data-*/* /tmp/data/
-#   call 2, carry [".data-lfw_faceswap"], call 3 [".data-celeb_faceedit"]: the same
+#   call 2, carry [".data-lfw_faceswap", ".data-allage_real"] (63 MB), call 3
+#           [".data-celeb_faceedit"]: the same
 #   call 4, carry [".whl-ray"]: pip install .whl-ray/*.whl into /tmp/site (as that README
 #           says) && bash scripts/device_quality.sh
 # JSON lines, the Markdown table and log tails go into $OUT/ (or ./device-out/). Rows run in
-# order of what they decide: the default recipe against the full network on the same input,
-# on one set and on all four, then the ablations; a row cut by its time limit leaves its
+# order of what they decide: the truncated network against the whole one on the same input,
+# on one set and on all four, the real-only and combined rows, then the ablations; a row cut by its time limit leaves its
 # epochs' figures in its log. EPOCHS (default 60) and EPOCHS_ALL (default 20) set the
 # schedules, CPUS (default 15) each run's cores.
 set -u
@@ -39,6 +40,14 @@ rc=$?; [ $rc -eq 0 ] || [ $rc -eq 124 ] || exit 1  # a broken first row stops th
 row nprfull_ffhq 120 npr-full ffhq_stylegan --set epochs_full="$epochs"
 row npr_all 150 npr all --set epochs_full="$epochs_all" --eval-jpeg 90
 row nprfull_all 180 npr-full all --set epochs_full="$epochs_all"
+# Real faces only (self-blends, never a fake), each part of the blend a row; then the
+# supervised sets with blends added (the combined row)
+row real_all 180 npr-full all --real-only --set epochs_full="$epochs_all"
+row real_all_noboundary 150 npr-full all --real-only --set epochs_full="$epochs_all" \
+  --set boundary_weight=0
+row real_all_ellipse 150 npr-full all --real-only --set epochs_full="$epochs_all" \
+  --set blend_mask=ellipse
+row combined_all 180 npr-full all --set epochs_full="$epochs_all" --set self_blend=True
 row npr_without_ffhq 120 npr ciplab_photoshop,lfw_faceswap,celeb_faceedit \
   --set epochs_full="$epochs_all"  # StyleGAN held out: a generator never seen
 row rgb_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2

@@ -40,6 +40,7 @@ def trained(ray_session, data_dir, tmp_path_factory):
     args = ["train", str(data_dir), "--out", str(run), "--epochs-frozen", "1", "--epochs-full", "1"]
     result = CliRunner().invoke(cli, args + TINY + ["--self-blend", "--train-crop", "40",
                                                     "--ema", "0.9", "--mix", "cutmix",
+                                                    "--boundary-weight", "0",
                                                     "--label-smoothing", "0.1",
                                                     "--tta", "flip"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -330,6 +331,19 @@ def test_extract_faces_from_a_labels_csv(ray_session, tmp_path):
     assert len(list((out / "fake").glob("*.png"))) == 2 and not (out / "real").exists()
 
 
+def test_extract_faces_from_real_clips_alone_points_to_self_blended_training(ray_session, tmp_path):
+    for name in ("a", "b"):
+        write_video(tmp_path / "clips" / "real" / f"{name}.mp4", frames=4)
+    out = tmp_path / "faces"
+    args = ["extract-faces", str(tmp_path / "clips"), "--out", str(out), "--frames", "2",
+            "--image-size", "32", "--val-fraction", "0.5"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "real faces only: `deepfake train` trains on self-blended fakes" in result.output
+    assert "warning: no fake faces" not in result.output
+    assert list((out / "train" / "real").glob("*.png")) and not (out / "train" / "fake").exists()
+
+
 def test_a_labels_csv_that_contradicts_itself_or_is_empty_is_refused(tmp_path):
     from pipeline.faceset import labelled_videos
 
@@ -437,6 +451,7 @@ def test_train_with_one_class_missing_from_val_exits_2_before_starting_ray(tmp_p
     (tmp_path / "d" / "val" / "fake").mkdir(exist_ok=True)
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "found 2 real and 0 fake" in result.output
+    assert "--self-blend" in result.output
     write_face_images(tmp_path / "d" / "val", n_real=0, n_fake=2)  # both classes now
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
                                       "--pretrained", str(tmp_path / "none.pt")])  # fmt: skip
@@ -459,6 +474,37 @@ def test_two_workers_train_from_a_pretrained_file_given_by_a_relative_path(
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["config"]["workers"] == 2
     assert last["config"]["pretrained"] == str(tmp_path / "init.pt")
+
+
+def test_real_faces_alone_train_on_self_blends_with_a_boundary_head(ray_session, tmp_path):
+    for split, n, seed in (("train", 8, 1), ("val", 4, 2)):
+        write_face_images(tmp_path / "d" / split, n_real=n, n_fake=0, size=56, seed=seed)
+    shutil.rmtree(tmp_path / "d" / "train" / "fake")  # no fake/ folder at all
+    args = ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--epochs-full", "1",
+            "--recipe", "npr", *TINY]  # fmt: skip
+    refused = CliRunner().invoke(cli, args + ["--no-self-blend"])
+    assert refused.exit_code == 2 and "real faces only and self-blending is off" in refused.output
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "no fake images in" in result.output and "self-blended fake of each" in result.output
+    assert "validating against a seeded blend" in result.output
+    last = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert last["config"]["self_blend"] is True and last["config"]["boundary_weight"] == 1.0
+    assert last["boundary_head"] and not any(k.startswith("head") for k in last["model"])
+    assert 0 <= last["metrics"]["val_auc"] <= 1  # validated on reals and their blends
+    # each real face's outline was found once and kept for the blends (and a resumed run)
+    outlines = json.loads((tmp_path / "r" / "landmarks.json").read_text())
+    assert len(outlines) == 8 + 4 and all("stamp" in v for v in outlines.values())
+    # the scan's code loads the classifier alone
+    model_from_checkpoint(load_checkpoint(tmp_path / "r" / "best.pt"))
+    # a longer run goes on from last.pt, boundary head included, and finds no face again
+    args[args.index("--epochs-full") + 1] = "2"
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "face outlines" not in again.output  # all of them in landmarks.json already
+    resumed = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert resumed["epoch"] == 1 and [h["epoch"] for h in resumed["history"]] == [0, 1]
+    assert set(resumed["boundary_head"]) == set(last["boundary_head"])
 
 
 def test_train_without_validation_data_exits_2(tmp_path):

@@ -40,13 +40,18 @@ def test_list_images_needs_both_classes(tmp_path):
         list_images(tmp_path)
 
 
-def test_self_blend_changes_the_face_and_keeps_the_border():
+def test_self_blend_changes_the_face_and_the_border_at_most_in_colour():
     img = face_frame(128, 128)
-    out = self_blend(img, np.random.default_rng(0))
-    assert out.shape == img.shape and out.dtype == np.uint8
-    diff = np.abs(out.astype(int) - img.astype(int)).mean(axis=2)
-    assert diff[40:90, 40:90].mean() > 2.0  # inside the face mask
-    assert diff[:8, :8].mean() < 0.5 and diff[-8:, -8:].mean() < 0.5  # corners untouched
+    untouched = 0
+    for seed in range(10):
+        out = self_blend(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.uint8
+        diff = np.abs(out.astype(int) - img.astype(int)).mean(axis=2)
+        assert diff[40:90, 40:90].mean() > 2.0  # inside the face mask
+        # SBI alters the pasted copy or the picture it goes into: the corners keep their
+        # pixels, or take the whole picture's colour change
+        untouched += diff[:8, :8].mean() < 0.5 and diff[-8:, -8:].mean() < 0.5
+    assert 2 <= untouched <= 8
 
 
 def test_self_blend_adds_fakes_made_from_reals(faces):

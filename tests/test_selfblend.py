@@ -1,0 +1,99 @@
+"""Self-blended fakes from real faces: landmarks, masks, boundary maps, the boundary head."""
+
+import cv2
+import numpy as np
+import torch
+from fixtures import face_photo, write_face_images
+
+from pipeline.config import Preprocess, TrainConfig
+from pipeline.model import BoundaryModel, build_model
+from pipeline.selfblend import blend, face_landmarks, face_mask
+from pipeline.training import FaceImages, boundary_loss, build_transform, list_images
+
+
+def portrait(size: int = 256) -> np.ndarray:
+    """The real test photo (RGB), cut square around its face and shrunk to `size`."""
+    photo = cv2.cvtColor(face_photo(), cv2.COLOR_BGR2RGB)
+    h, w = photo.shape[:2]
+    side = min(h, w)
+    return cv2.resize(photo[:side, (w - side) // 2 : (w + side) // 2], (size, size))
+
+
+def test_the_detector_gives_the_face_box_and_both_eyes():
+    lm = face_landmarks(portrait())
+    x, y, w, h = lm["box"]
+    (lx, ly), (rx, ry) = lm["eyes"]
+    assert x < lx < rx < x + w and y < ly < y + h * 0.6 and y < ry < y + h * 0.6
+    blank = np.full((128, 128, 3), 127, np.uint8)
+    assert face_landmarks(blank) is None
+
+
+def test_a_blend_is_reproducible_from_its_seed():
+    img, lm = portrait(), face_landmarks(portrait())
+    a, edge_a = blend(img, np.random.default_rng(7), lm)
+    b, edge_b = blend(img, np.random.default_rng(7), lm)
+    c, _ = blend(img, np.random.default_rng(8), lm)
+    assert np.array_equal(a, b) and np.array_equal(edge_a, edge_b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, img)
+
+
+def test_the_mask_lies_inside_the_face_and_the_boundary_only_on_its_edge():
+    img = portrait()
+    lm = face_landmarks(img)
+    x, y, w, h = lm["box"]
+    (lx, ly), (rx, ry) = lm["eyes"]
+    for seed in range(20):
+        mask = face_mask(256, 256, np.random.default_rng(seed), lm)
+        ys, xs = np.nonzero(mask > 0.01)
+        # within the detector's box, widened by a third of its size (brows to chin, ears)
+        assert xs.min() >= x - w / 3 and xs.max() <= x + w * 4 / 3
+        assert ys.min() >= y - h / 3 and ys.max() <= y + h * 4 / 3
+        assert mask[round((ly + ry) / 2), round((lx + rx) / 2)] > 0.99  # between the eyes
+        _, edge = blend(img, np.random.default_rng(seed), lm)
+        assert edge.max() > 0.5  # somewhere on the edge, M is near 1/2
+        assert edge[round((ly + ry) / 2) + 10, round((lx + rx) / 2)] < 1e-3  # inside the face
+        assert edge[:10, :10].max() == 0 and edge[-10:, -10:].max() == 0  # far outside
+
+
+def test_without_landmarks_the_blend_uses_a_centred_ellipse():
+    mask = face_mask(64, 64, np.random.default_rng(0), None)
+    assert mask[32, 32] > 0.9 and mask[0, 0] == 0 and mask[63, 63] == 0
+
+
+def test_face_images_carry_boundary_maps_through_the_crops(tmp_path):
+    faces = write_face_images(tmp_path, n_real=4, n_fake=2, size=56)
+    items = list_images(faces)
+    cfg = TrainConfig(data_dir=faces, run_dir="x", image_size=56, resize=False, train_crop=40)
+    ds = FaceImages(
+        items, build_transform(cfg, Preprocess(input_size=56), True), 1.0, boundaries=True
+    )
+    assert len(ds) == 6 + 4
+    kinds = {}
+    for i in range(len(ds)):
+        img, label, edge, known = ds[i]
+        assert img.shape == (3, 40, 40) and edge.shape == (1, 40, 40)
+        kinds.setdefault((label, bool(known)), []).append(float(edge.max()))
+    assert max(kinds[(0, True)]) == 0  # real faces: no edge, and known to have none
+    assert len(kinds[(1, False)]) == 2  # the folder's fakes: unknown
+    assert max(kinds[(1, True)]) > 0.3  # the blends: their edge
+    # validation's blends are the same every time
+    val = FaceImages(items, build_transform(cfg, Preprocess(input_size=56), False), 1.0,
+                     fixed_blends=True)  # fmt: skip
+    assert torch.equal(val[8][0], val[8][0]) and val[8][1] == 1
+
+
+def test_the_boundary_head_learns_only_where_the_map_is_known():
+    torch.manual_seed(0)
+    model = BoundaryModel(build_model("resnet50_layer2_npr"))
+    logits, edges = model(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 1) and edges.shape == (2, 1, 8, 8)
+    maps = torch.zeros(2, 1, 64, 64)
+    maps[0, :, 20:40, 20:40] = 1.0
+    both = boundary_loss(edges, maps, torch.tensor([True, True]))
+    first = boundary_loss(edges, maps, torch.tensor([True, False]))
+    assert both != first
+    none = boundary_loss(edges, maps, torch.tensor([False, False]))
+    none.backward()  # zero, and still connected to the head
+    assert none.item() == 0 and model.head[0].weight.grad is not None
+    # the classifier alone is what a checkpoint saves: no head keys in it
+    assert not any(k.startswith("head") for k in model.net.state_dict())
