@@ -570,12 +570,10 @@ def find_landmarks(paths: list[str], cache: str, log: Callable[[str], None]) -> 
 def _landmark_batch(batch):
     import json
 
-    from pipeline.config import Preprocess
-    from pipeline.faces import make_detector
-    from pipeline.selfblend import face_landmarks
+    from pipeline.selfblend import face_landmarks, landmark_detector
     from pipeline.training import load_image
 
-    detector = make_detector(Preprocess(min_face=16))
+    detector = landmark_detector()
     faces = []
     for path in batch["path"]:
         try:

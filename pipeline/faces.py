@@ -357,12 +357,31 @@ class FaceTracker:
         return True
 
 
-def _eye_angle(frame: np.ndarray, box: Box) -> float | None:
-    """Eyes are searched at a fixed face width from the full frame: in the downscaled detection
-    frame they are often smaller than the eye cascade's 20 px window."""
+def _eye_search(frame: np.ndarray, box: Box) -> tuple[np.ndarray, float] | None:
+    """The box's region, grey, resized to EYE_SEARCH_WIDTH, and that resize's scale; None when
+    the box lies outside the frame. Eyes are searched at a fixed face width from the full
+    frame: in the downscaled detection frame they are often smaller than the eye cascade's
+    20 px window."""
     roi = _region(frame, box)
     if roi.size == 0:
         return None
-    width = EYE_SEARCH_WIDTH
-    roi = cv2.resize(roi, (width, max(1, round(roi.shape[0] * width / roi.shape[1]))))
-    return _aligner().eye_angle(cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY))
+    scale = EYE_SEARCH_WIDTH / roi.shape[1]
+    height = max(1, round(roi.shape[0] * EYE_SEARCH_WIDTH / roi.shape[1]))
+    roi = cv2.resize(roi, (EYE_SEARCH_WIDTH, height))
+    return cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY), scale
+
+
+def _eye_angle(frame: np.ndarray, box: Box) -> float | None:
+    search = _eye_search(frame, box)
+    return _aligner().eye_angle(search[0]) if search is not None else None
+
+
+def eye_centres(frame: np.ndarray, box: Box) -> list[list[float]] | None:
+    """[[lx, ly], [rx, ry]]: the eyes of the face in `box`, in the frame's coordinates, found
+    as the scan's alignment finds them; None when two eyes are not found."""
+    search = _eye_search(frame, box)
+    found = _aligner().eyes(search[0]) if search is not None else None
+    if found is None:
+        return None
+    scale, x0, y0 = search[1], max(0, box.x), max(0, box.y)
+    return [[x0 + ex / scale, y0 + ey / scale] for ex, ey in found]

