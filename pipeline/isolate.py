@@ -19,7 +19,7 @@ import sys
 import time
 
 from pipeline.config import Preprocess
-from pipeline.extract import STATUS_ERROR, empty_row, extract_video
+from pipeline.extract import STATUS_ERROR, empty_row, extract_video, no_frames
 from pipeline.video import read_frame
 
 # Fault injection for tests: a helper that is asked for a file whose path contains this text
@@ -87,10 +87,13 @@ class IsolatedExtractor:
             proc.kill()
             proc.wait()
 
-    def extract(self, row: dict, preprocess: dict, frames: int, max_faces: int) -> dict:
+    def extract(
+        self, row: dict, preprocess: dict, frames: int, max_faces: int, decode_only: bool = False
+    ) -> dict:
+        """extract_video's row (decode_video's with `decode_only`), made in the helper."""
         proc = self._helper()
         try:
-            _send(proc.stdin.fileno(), (row, preprocess, frames, max_faces))
+            _send(proc.stdin.fileno(), (row, preprocess, frames, max_faces, decode_only))
             return _receive(proc.stdout.fileno(), time.monotonic() + self.timeout_s)
         except (HelperDied, BrokenPipeError):
             proc.wait()
@@ -99,6 +102,8 @@ class IsolatedExtractor:
             reason = f"decoding took longer than {self.timeout_s:.0f}s; gave up on this file"
         self._discard()
         failed = empty_row(row)
+        if decode_only:
+            failed.update(no_frames())
         failed.update(status=STATUS_ERROR, error=reason)
         return failed
 
@@ -146,8 +151,9 @@ def _serve() -> None:
         if request[0] == "frame":
             _send(results, read_frame(path, request[2]))
             continue
-        row, preprocess, frames, max_faces = request
-        _send(results, extract_video(row, Preprocess.from_dict(preprocess), frames, max_faces))
+        row, preprocess, frames, max_faces, decode_only = request
+        pre = Preprocess.from_dict(preprocess)
+        _send(results, extract_video(row, pre, frames, max_faces, decode_only=decode_only))
 
 
 if __name__ == "__main__":

