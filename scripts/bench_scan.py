@@ -512,7 +512,7 @@ def main(videos, width, height, seconds, fps, frames, detector, scan_detector, d
                 **sequential(paths[:n_seq], pre, frames, scorer))  # fmt: skip
 
     init_ray()
-    t = time.perf_counter()
+    t, started_at = time.perf_counter(), time.time()
     summary = run_scan(ScanConfig(folder, os.path.join(work, "report"), ckpt_path,
                                   frames=frames, progress=False, rescan=True,
                                   detector=scan_detector, **knobs))  # fmt: skip
@@ -526,6 +526,7 @@ def main(videos, width, height, seconds, fps, frames, detector, scan_detector, d
                 faces_found_rate=int(report.frames_with_face.sum()) / max(1, sampled),
                 steady_videos_per_s=steady_rate(os.path.join(work, "report")),
                 ok=summary["ok"], ray_gpus=ray.cluster_resources().get("GPU", 0),
+                started_at=started_at, ended_at=started_at + elapsed,
                 scan_settings=report.settings.dropna().iloc[0] if report.settings.notna().any()
                 else None,
                 peak_bench_process_rss_mb=peak_rss_mb())  # fmt: skip

