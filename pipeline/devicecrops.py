@@ -57,18 +57,22 @@ def _resized(frame: torch.Tensor, box: Box, angle: float, pre: Preprocess) -> to
     size, margin = pre.input_size, pre.margin
     side = max(box.w, box.h) * (1.0 + 2.0 * margin)
     cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
-    image = frame.permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    # Only the region the rotated square can reach (side * sqrt(2) / 2 from the centre) becomes
+    # float: a whole 4K frame per face would be 100 MB. Outside the frame stays black.
+    half = side * 0.75
+    h, w = frame.shape[:2]
+    x0, y0 = min(w, max(0, int(cx - half))), min(h, max(0, int(cy - half)))
+    x1, y1 = max(x0, min(w, int(cx + half) + 1)), max(y0, min(h, int(cy + half) + 1))
+    if x1 == x0 or y1 == y0:  # the square lies wholly outside the frame
+        return torch.zeros((size, size, 3), dtype=torch.uint8, device=frame.device)
+    image = frame[y0:y1, x0:x1].permute(2, 0, 1)[None].float()  # (1, 3, h, w)
+    cx, cy = cx - x0, cy - y0
     if size / side < 0.5:  # as faces._shrink_around: area-shrink the region around the face
-        half = side * 0.75
-        h, w = frame.shape[:2]
-        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-        x1, y1 = min(w, int(cx + half) + 1), min(h, int(cy + half) + 1)
-        if x1 > x0 and y1 > y0:
-            factor = size / side
-            sw, sh = max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))
-            image = F.interpolate(image[:, :, y0:y1, x0:x1], size=(sh, sw), mode="area")
-            fx, fy = sw / (x1 - x0), sh / (y1 - y0)
-            cx, cy, side = (cx - x0) * fx, (cy - y0) * fy, side * (fx + fy) / 2.0
+        factor = size / side
+        sw, sh = max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))
+        image = F.interpolate(image, size=(sh, sw), mode="area")
+        fx, fy = sw / (x1 - x0), sh / (y1 - y0)
+        cx, cy, side = cx * fx, cy * fy, side * (fx + fy) / 2.0
     m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
     m[0, 2] += size / 2.0 - cx
     m[1, 2] += size / 2.0 - cy
@@ -91,8 +95,5 @@ def _resized(frame: torch.Tensor, box: Box, angle: float, pre: Preprocess) -> to
 
 
 def to_device(frames: np.ndarray, device) -> torch.Tensor:
-    """(N, H, W, 3) uint8 frames on `device` (pinned first, for a faster copy to a GPU)."""
-    t = torch.from_numpy(np.ascontiguousarray(frames))
-    if torch.device(device).type == "cuda":
-        t = t.pin_memory()
-    return t.to(device, non_blocking=True)
+    """(N, H, W, 3) uint8 frames on `device` (used at once: no pinned copy to overlap)."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(device)

