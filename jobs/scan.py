@@ -41,6 +41,7 @@ from pipeline.reports import (
     moved_results,
     new_run_id,
     remove_temporary_files,
+    store_errors,
     vanished_videos,
     write_run_record,
 )
@@ -496,7 +497,7 @@ def run_scan(cfg: ScanConfig, log: Callable[[str], None] | None = None) -> dict:
     except ValueError as exc:  # only these are the user's input; later ones are failures
         raise ScanInputError(str(exc)) from exc
     run_id = cfg.run_id or new_run_id()
-    with ScanLock(cfg.report_dir, run_id):
+    with store_errors(cfg.report_dir), ScanLock(cfg.report_dir, run_id):
         remove_temporary_files(cfg.report_dir)
         interrupted = mark_interrupted_runs(cfg.report_dir)
         if interrupted:

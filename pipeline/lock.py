@@ -4,6 +4,12 @@ A scan takes REPORT_DIR/.lock (created exclusively) and refreshes its heartbeat 
 HEARTBEAT_S seconds from a background thread. A second scan refuses with a message naming the
 running one. A lock left by a killed scan does not block for ever: it is stale when its process
 is gone (same host) or its heartbeat is older than STALE_AFTER_S, and is then taken over.
+
+In an object store (s3://...) there is no exclusive create through pyarrow: the lock is an
+object holding its holder and heartbeat time, rewritten every HEARTBEAT_S. A scan refuses while
+a fresh lock of another run is there; it writes its own, waits RACE_WAIT_S and reads it back, and
+refuses when another scan's lock replaced it meanwhile (two scans starting in the same instant
+can still both pass: there the lock narrows the window, it cannot close it).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0
 TAKEOVER_WAIT_S = 10.0  # how long to keep trying while other scans take over a stale lock
 GUARD_STALE_S = 10.0  # a take-over guard older than this was left by a killed scan
+RACE_WAIT_S = 1.0  # object stores: how long a new lock waits before reading itself back
 
 
 class ReportLocked(Exception):
@@ -38,11 +45,101 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class ScanLock:
+def ScanLock(report_dir: str, run_id: str):  # noqa: N802 (a factory that reads as the class)
+    """The lock of a report folder: a file on local disks, an object in object stores."""
+    if local_dir(report_dir) is None:
+        return ObjectStoreLock(report_dir, run_id)
+    return FileLock(report_dir, run_id)
+
+
+def _is_stale(info: dict) -> bool:
+    """Whether a lock's holder is gone: a live one refreshes the heartbeat every HEARTBEAT_S,
+    whatever its host; on this host a holder whose process has ended is gone at once."""
+    if info["age_s"] > STALE_AFTER_S:
+        return True
+    return (
+        "pid" in info
+        and info.get("host") == socket.gethostname()
+        and not _pid_alive(int(info["pid"]))
+    )
+
+
+def _refusal(info: dict, where: str) -> ReportLocked:
+    return ReportLocked(
+        f"another scan is writing to this report folder: run {info.get('run_id')} (pid "
+        f"{info.get('pid')} on {info.get('host')}, since {info.get('started_at')}); wait for it "
+        f"to finish, or remove {where} if that process is gone"
+    )
+
+
+class ObjectStoreLock:
     def __init__(self, report_dir: str, run_id: str):
-        folder = local_dir(report_dir)  # the folder the reports go to
-        # Object stores have no exclusive create: the lock is only advisory there.
-        self.path = None if folder is None else os.path.join(folder, ".lock")
+        from pipeline.reports import resolve
+
+        self.fs, root = resolve(report_dir)
+        self.path = f"{root}/.lock"
+        self.uri = report_dir.rstrip("/") + "/.lock"
+        self.run_id = run_id
+        self.started_at = datetime.now(UTC).isoformat()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _write(self) -> None:
+        info = {"run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
+                "started_at": self.started_at, "heartbeat": time.time()}  # fmt: skip
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(json.dumps(info).encode())
+
+    def holder(self) -> dict | None:
+        try:
+            with self.fs.open_input_stream(self.path) as f:
+                info = json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:  # not ours: treat as held until it goes stale by age
+            info = {"heartbeat": 0.0}
+        return {**info, "age_s": time.time() - float(info.get("heartbeat", 0.0))}
+
+    def acquire(self) -> None:
+        info = self.holder()
+        others = info is not None and info.get("run_id") != self.run_id
+        if others and not _is_stale(info):  # a stale one was left by a killed scan
+            raise _refusal(info, self.uri)
+        self._write()
+        time.sleep(RACE_WAIT_S)
+        info = self.holder()
+        if info is not None and info.get("run_id") != self.run_id:
+            raise _refusal(info, self.uri)
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="scan-lock")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._write()
+            except OSError:
+                return  # the store went away: the scan's own writes will say so
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with contextlib.suppress(OSError):
+            info = self.holder()
+            if info is not None and info.get("run_id") == self.run_id:
+                self.fs.delete_file(self.path)
+
+    def __enter__(self) -> ObjectStoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class FileLock:
+    def __init__(self, report_dir: str, run_id: str):
+        self.path = os.path.join(local_dir(report_dir), ".lock")
         self.run_id = run_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,18 +169,9 @@ class ScanLock:
         return {**info, "age_s": age}
 
     def is_stale(self, info: dict) -> bool:
-        # A live holder refreshes the heartbeat every HEARTBEAT_S, whatever its host.
-        if info["age_s"] > STALE_AFTER_S:
-            return True
-        return (
-            "pid" in info
-            and info.get("host") == socket.gethostname()
-            and not _pid_alive(int(info["pid"]))
-        )
+        return _is_stale(info)
 
     def acquire(self) -> None:
-        if self.path is None:
-            return
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         except OSError as exc:  # a file of that name, a read-only or missing mount, no access
@@ -98,12 +186,7 @@ class ScanLock:
             except FileExistsError:
                 info = self.holder()
                 if info is not None and not self.is_stale(info):
-                    raise ReportLocked(
-                        f"another scan is writing to this report folder: run "
-                        f"{info.get('run_id')} (pid {info.get('pid')} on {info.get('host')}, "
-                        f"since {info.get('started_at')}); wait for it to finish, or remove "
-                        f"{self.path} if that process is gone"
-                    ) from None
+                    raise _refusal(info, self.path) from None
                 if time.monotonic() > deadline:
                     raise ReportLocked(
                         f"could not take {self.path}: other scans keep taking it"
@@ -153,8 +236,6 @@ class ScanLock:
                 return
 
     def release(self) -> None:
-        if self.path is None:
-            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -162,7 +243,7 @@ class ScanLock:
         if info is not None and info.get("run_id") == self.run_id:
             os.unlink(self.path)
 
-    def __enter__(self) -> ScanLock:
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 

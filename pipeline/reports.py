@@ -92,6 +92,22 @@ def local_dir(report_dir: str) -> str | None:
     return os.path.abspath(os.path.expanduser(report_dir))
 
 
+@contextlib.contextmanager
+def store_errors(report_dir: str):
+    """An OSError from the object store holding `report_dir` (gone, refusing, unreachable)
+    becomes a ReportError that names the store: the run failed, and says where."""
+    try:
+        yield
+    except OSError as exc:
+        if local_dir(report_dir) is not None:
+            raise
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        at = f" at {endpoint}" if endpoint else ""
+        raise ReportError(
+            f"the object store{at} holding {report_dir} failed: {exc}".strip()
+        ) from exc
+
+
 def resolve(report_dir: str) -> tuple[pafs.FileSystem, str]:
     """A (filesystem, path) pair for a local path or a URI."""
     local = local_dir(report_dir)

@@ -44,6 +44,22 @@ def scan_cmd(video_dir, report, checkpoint, *extra):
             "--checkpoint", str(checkpoint), "--json", *extra]  # fmt: skip
 
 
+def kill_9_once(cmd, ready, env=None, timeout_s=180.0) -> None:
+    """Start the scan `cmd` in its own process group and kill it (and the Ray it started) with
+    SIGKILL as soon as `ready()` says enough of its results are written."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            assert proc.poll() is None, "the scan ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def test_rescans_only_what_changed(ray_session, checkpoint, tmp_path):
     videos = tmp_path / "videos"
     for name in ("a", "b", "c"):
@@ -217,17 +233,7 @@ def test_kill_9_mid_scan_then_rerun_finishes_without_loss_or_rework(checkpoint, 
     report = tmp_path / "report"
     cmd = scan_cmd(videos, report, checkpoint, "--frames", "8", "--flush-seconds", "0",
                    "--batch-size", "1")  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while len(_pieces(report)) < 3:
-            assert proc.poll() is None, "the scan ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_9_once(cmd, lambda: len(_pieces(report)) >= 3)
     # Whatever reached disk is whole: pyarrow reads every visible piece.
     table = pads.dataset(report / "videos", format="parquet").to_table()
     done_before = table.num_rows
