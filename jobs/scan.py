@@ -202,7 +202,7 @@ class DetectScoreActor(ScoreActor):
         self.max_faces = max_faces
 
     def __call__(self, batch: dict) -> dict:
-        from pipeline.extract import FRAME_COLUMNS, STATUS_ERROR, decoded_frames
+        from pipeline.extract import FRAME_COLUMNS, decoded_frames, failed
 
         rows = rows_of(batch)
         if not rows:
@@ -219,10 +219,8 @@ class DetectScoreActor(ScoreActor):
                 found = self.detector.find_many(list(decoded_frames(row)[1]))
                 rows[i] = faces_row(row, found, pre, self.max_faces, device=device)
             except (RuntimeError, ValueError, MemoryError) as exc:  # CUDA errors are RuntimeErrors
-                rows[i] = {k: v for k, v in row.items() if k not in FRAME_COLUMNS}
-                rows[i].update(status=STATUS_ERROR, crops=b"", face_meta=b"", crop_size=0,
-                               error=f"finding faces on {device or 'cpu'} failed: "
-                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                why = f"finding faces on {device or 'cpu'} failed: {type(exc).__name__}: {exc}"
+                rows[i] = failed(dict(row), why)
         rows = [{k: v for k, v in r.items() if k not in FRAME_COLUMNS} for r in rows]
         columns = {k: [r[k] for r in rows] for k in rows[0]}
         return score_batch(columns, self.scorer, **self.options)

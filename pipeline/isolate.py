@@ -19,7 +19,7 @@ import sys
 import time
 
 from pipeline.config import Preprocess
-from pipeline.extract import STATUS_ERROR, empty_row, extract_video, no_frames
+from pipeline.extract import empty_row, extract_video, failed
 from pipeline.video import read_frame
 
 # Fault injection for tests: a helper that is asked for a file whose path contains this text
@@ -101,11 +101,7 @@ class IsolatedExtractor:
         except TimeoutError:
             reason = f"decoding took longer than {self.timeout_s:.0f}s; gave up on this file"
         self._discard()
-        failed = empty_row(row)
-        if decode_only:
-            failed.update(no_frames())
-        failed.update(status=STATUS_ERROR, error=reason)
-        return failed
+        return failed(empty_row(row, frames=decode_only), reason)
 
     def read_frame(self, path: str, index: int):
         """Frame `index` of a video (BGR), decoded in the helper; None when it cannot be read,

@@ -22,7 +22,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from pipeline.reports import ReportError, local_dir
+from pipeline.reports import ReportError, local_dir, resolve
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0
@@ -72,17 +72,48 @@ def _refusal(info: dict, where: str) -> ReportLocked:
     )
 
 
-class ObjectStoreLock:
-    def __init__(self, report_dir: str, run_id: str):
-        from pipeline.reports import resolve
+class _HeartbeatLock:
+    """What both locks share: a thread that refreshes the heartbeat every HEARTBEAT_S until
+    released (or until `_refresh` says the lock is gone), and the `with` protocol."""
 
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _refresh(self) -> bool:
+        """Refresh the heartbeat; False when there is no lock left to refresh."""
+        raise NotImplementedError
+
+    def _start_heartbeat(self) -> None:
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="scan-lock")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            if not self._refresh():
+                return
+
+    def _stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class ObjectStoreLock(_HeartbeatLock):
+    def __init__(self, report_dir: str, run_id: str):
+        super().__init__(run_id)
         self.fs, root = resolve(report_dir)
         self.path = f"{root}/.lock"
         self.uri = report_dir.rstrip("/") + "/.lock"
-        self.run_id = run_id
         self.started_at = datetime.now(UTC).isoformat()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _write(self) -> None:
         info = {"run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
@@ -110,39 +141,27 @@ class ObjectStoreLock:
         info = self.holder()
         if info is not None and info.get("run_id") != self.run_id:
             raise _refusal(info, self.uri)
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="scan-lock")
-        self._thread.start()
+        self._start_heartbeat()
 
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self._write()
-            except OSError:
-                return  # the store went away: the scan's own writes will say so
+    def _refresh(self) -> bool:
+        try:
+            self._write()
+        except OSError:
+            return False  # the store went away: the scan's own writes will say so
+        return True
 
     def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._stop_heartbeat()
         with contextlib.suppress(OSError):
             info = self.holder()
             if info is not None and info.get("run_id") == self.run_id:
                 self.fs.delete_file(self.path)
 
-    def __enter__(self) -> ObjectStoreLock:
-        self.acquire()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-class FileLock:
+class FileLock(_HeartbeatLock):
     def __init__(self, report_dir: str, run_id: str):
+        super().__init__(run_id)
         self.path = os.path.join(local_dir(report_dir), ".lock")
-        self.run_id = run_id
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _content(self) -> str:
         return json.dumps(
@@ -201,8 +220,7 @@ class FileLock:
                 ) from exc
             with os.fdopen(fd, "w") as f:
                 f.write(self._content())
-            self._thread = threading.Thread(target=self._beat, daemon=True, name="scan-lock")
-            self._thread.start()
+            self._start_heartbeat()
             return
 
     def _remove_if_stale(self) -> None:
@@ -228,24 +246,15 @@ class FileLock:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(guard)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                os.utime(self.path)
-            except FileNotFoundError:
-                return
+    def _refresh(self) -> bool:
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._stop_heartbeat()
         info = self.holder()
         if info is not None and info.get("run_id") == self.run_id:
             os.unlink(self.path)
-
-    def __enter__(self) -> FileLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
