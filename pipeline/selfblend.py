@@ -182,3 +182,21 @@ def self_blend(
 ) -> np.ndarray:
     """(H, W, 3) uint8 face -> a self-blended fake of the same size (blend's image)."""
     return blend(img, rng, landmarks)[0]
+
+
+def landmark_batch(batch: dict) -> dict:
+    """A Ray Data stage (a plain function on a batch dict): {"path": [...]} -> with "face",
+    each image's face_landmarks as JSON ("null" where none, or where it does not decode)."""
+    import json
+
+    detector = landmark_detector()
+    faces = []
+    for path in batch["path"]:
+        # RGB, as training reads it (pipeline.training.load_image)
+        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:  # an image that does not decode fails later, with its name
+            faces.append("null")
+            continue
+        faces.append(json.dumps(face_landmarks(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), detector)))
+    batch["face"] = faces
+    return batch

@@ -22,10 +22,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_sample import make_sample  # noqa: E402
 
 from jobs.extract import run_extract  # noqa: E402
-from jobs.scan import run_scan, summary_line  # noqa: E402
+from jobs.scan import run_scan  # noqa: E402
 from jobs.train import run_training  # noqa: E402
 from pipeline import summary  # noqa: E402
-from pipeline.config import Preprocess, ScanConfig, TrainConfig  # noqa: E402
+from pipeline.audit import summary_line  # noqa: E402
+from pipeline.config import ExtractConfig, Preprocess, ScanConfig, TrainConfig  # noqa: E402
 
 
 def run_demo(
@@ -45,13 +46,8 @@ def run_demo(
     pre = Preprocess(input_size=image_size)
     for split in ("train", "val"):
         # mode="replace": `make demo` again starts from the clips just made, not the last ones
-        run_extract(
-            os.path.join(clips_dir, split),
-            os.path.join(faces_dir, split),
-            pre,
-            frames=16,
-            mode="replace",
-        )
+        folders = os.path.join(clips_dir, split), os.path.join(faces_dir, split)
+        run_extract(ExtractConfig(*folders, preprocess=pre, frames=16, mode="replace"))
     best = run_training(
         TrainConfig(
             data_dir=faces_dir,
@@ -76,7 +72,7 @@ def run_demo(
             report_dir=report_dir,
             checkpoint=best["checkpoint"],
             frames=16,
-            progress=False,
+            quiet=True,
         )
     )
     click.echo(summary_line(s, report_dir))

@@ -48,8 +48,8 @@ def main(video_dir: str, report_dir: str, checkpoint: str, remove_after: int) ->
         frames=4,
         address=cluster.address,
         flush_seconds=0.0,
-        batch_videos=1,
-        progress=False,
+        batch_size=1,
+        quiet=True,
     )
     summary = run_scan(cfg)
     print(json.dumps({**summary, "removed_after": removed.get("after")}), flush=True)

@@ -40,7 +40,7 @@ def last_json(text: str) -> dict:
 
 
 def scan_cmd(video_dir, report, checkpoint, *extra):
-    return [sys.executable, "-m", "jobs.scan", str(video_dir), "--out", str(report),
+    return [sys.executable, "-m", "jobs", "scan", str(video_dir), "--out", str(report),
             "--checkpoint", str(checkpoint), "--json", *extra]  # fmt: skip
 
 
@@ -258,12 +258,12 @@ def test_ctrl_c_ends_the_scan_with_130_and_a_record_that_says_interrupted(checkp
     for i in range(3, 40):  # more names for the same clips: enough work to interrupt
         os.link(videos / f"v{i % 3}.mp4", videos / f"v{i}.mp4")
     report = tmp_path / "report"
-    args = scan_cmd(videos, report, checkpoint, "--frames", "8", "--flush-seconds", "0")[3:]
+    args = scan_cmd(videos, report, checkpoint, "--frames", "8", "--flush-seconds", "0")[4:]
     # As from a terminal, whatever started the tests: a shell's background job (a CI runner's,
     # say) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt.
     cmd = [sys.executable, "-c", "import signal, sys; from jobs.cli import scan; "
            "signal.signal(signal.SIGINT, signal.default_int_handler); "
-           "scan(sys.argv[1:], prog_name='jobs.scan')", *args]  # fmt: skip
+           "scan(sys.argv[1:], prog_name='deepfake scan')", *args]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 180
@@ -505,7 +505,7 @@ def test_scan_runs_as_a_ray_job_submitted_to_a_cluster(
     report = tmp_path / "report"
     try:
         submit = [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{port}",
-                  "--working-dir", ROOT, "--", "python", "-m", "jobs.scan",
+                  "--working-dir", ROOT, "--", "python", "-m", "jobs", "scan",
                   os.path.dirname(face_video), "--out", str(report), "--checkpoint", checkpoint,
                   "--frames", "2", "--json"]  # fmt: skip
         deadline = time.monotonic() + 240

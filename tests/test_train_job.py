@@ -20,7 +20,7 @@ from fixtures import write_face_images, write_video
 from jobs.cli import cli
 from pipeline.config import Preprocess
 from pipeline.model import load_checkpoint, model_from_checkpoint
-from pipeline.reports import ReportWriter
+from pipeline.reports.writer import ReportWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--image-size", "48", "--batch-size", "8"]
@@ -102,7 +102,7 @@ def test_killed_run_resumes_at_the_next_epoch_with_its_optimizer_state(
 ):
     # ray_session: another Ray instance runs on this machine meanwhile, as a scan might
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "jobs.train", str(data_dir), "--out", str(run),
+    cmd = [sys.executable, "-m", "jobs", "train", str(data_dir), "--out", str(run),
            "--epochs-frozen", "0", "--epochs-full", "2", "--ema", "0.9", *TINY]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
@@ -221,9 +221,9 @@ def test_extract_faces_splits_by_video_and_writes_a_manifest(ray_session, tmp_pa
             write_video(videos / label / f"{label}{i}.mp4", frames=8 + i + 3 * (label == "fake"))
     (videos / "fake" / "broken.mp4").write_text("no video")
     out = tmp_path / "faces"
-    import jobs.scan
+    from pipeline import audit
 
-    monkeypatch.setattr(jobs.scan, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(audit, "PROGRESS_EVERY_S", 0.0)
     result = CliRunner().invoke(
         cli,
         ["extract-faces", str(videos), "--out", str(out), "--frames", "3",
@@ -421,9 +421,9 @@ def test_an_add_killed_on_the_way_leaves_each_clip_its_split(tmp_path):
 
 
 def test_a_kill_before_best_pt_or_the_metrics_are_written_is_repaired(tmp_path):
-    from jobs.train import repair_run_dir
     from pipeline.config import Preprocess
     from pipeline.model import build_model, save_checkpoint
+    from pipeline.rundir import repair_run_dir
 
     model = build_model()
     history = [
@@ -563,7 +563,7 @@ def test_a_face_the_scan_cuts_scores_as_extract_faces_saved_it(ray_session, tmp_
 
 
 def test_the_quality_benchmark_trains_on_two_sets_and_scores_each(ray_session, tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     try:
         from bench_quality import main as bench_quality
     finally:

@@ -208,8 +208,8 @@ def test_metrics():
 def test_native_resolution_training_gets_a_scan_crop_of_the_same_region_and_scale(tmp_path):
     import json
 
-    from jobs.train import preprocess_for
     from pipeline.faces import Box, crop_face
+    from pipeline.trainplan import preprocess_for
 
     (tmp_path / "preprocess.json").write_text(json.dumps({"input_size": 64, "margin": 0.2}))
     native = TrainConfig(data_dir=str(tmp_path), run_dir="r", image_size=48, resize=False)

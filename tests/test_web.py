@@ -17,7 +17,7 @@ from fixtures import (
     write_video,
 )
 
-from pipeline.config import Preprocess
+from pipeline.config import Preprocess, ServeConfig
 from pipeline.explain import grad_cam
 from pipeline.model import build_model
 from pipeline.reports import load_videos
@@ -30,7 +30,7 @@ def jpeg(img) -> bytes:
 
 @pytest.fixture(scope="module")
 def app(checkpoint, tmp_path_factory):
-    return create_app(checkpoint, max_upload_mb=5, frames=4)
+    return create_app(ServeConfig(checkpoint, max_upload_mb=5, frames=4))
 
 
 @pytest.fixture()
@@ -118,7 +118,7 @@ def test_a_face_too_small_for_the_detect_width_is_explained_and_found_when_asked
     body = post(client, wide, "wide.jpg").json
     assert body["verdict"] == "no_face"
     assert "narrower than about 144 px" in body["message"] and "--detect-width" in body["message"]
-    wider = create_app(checkpoint, frames=4, detect_width=960).test_client()
+    wider = create_app(ServeConfig(checkpoint, frames=4, detect_width=960)).test_client()
     body = post(wider, wide, "wide.jpg").json
     assert body["verdict"] in ("fake", "real") and len(body["faces"]) == 1
     assert "detect_width=960" in body["settings"]
@@ -225,7 +225,7 @@ def test_a_phone_photo_in_heic_is_415_not_a_broken_video(client):
 
 
 def test_other_web_sites_cannot_use_the_page_through_the_browser(checkpoint):
-    local = create_app(checkpoint, frames=4, trusted_hosts=["127.0.0.1", "localhost"])
+    local = create_app(ServeConfig(checkpoint, frames=4), trusted_hosts=["127.0.0.1", "localhost"])
     c = local.test_client()
     assert c.get("/", headers={"Host": "localhost:5000"}).status_code == 200
     # DNS rebinding: a site's own name pointed at 127.0.0.1
@@ -240,7 +240,7 @@ def test_other_web_sites_cannot_use_the_page_through_the_browser(checkpoint):
 
 def test_with_a_report_uploads_are_judged_with_its_scans_settings(checkpoint, tmp_path):
     from pipeline.model import load_checkpoint
-    from pipeline.reports import write_run_record
+    from pipeline.reports.runs import write_run_record
 
     report = str(tmp_path)
     ours = {"run_id": "20261101T000000Z-aaaaaa", "status": "completed",
@@ -255,7 +255,7 @@ def test_with_a_report_uploads_are_judged_with_its_scans_settings(checkpoint, tm
                    "started_at": "2026-11-02T00:00:00+00:00"}  # fmt: skip
     write_run_record(report, other_model)  # later, but another model's: not taken
 
-    app = create_app(checkpoint, reports_dir=report)
+    app = create_app(ServeConfig(checkpoint, reports_dir=report))
     a = app.config["ANALYZER"]
     assert (a.threshold, a.aggregate, a.frames, a.max_faces) == (0.73418236, "max", 3, 1)
     assert (a.preprocess.detector, a.preprocess.reuse_boxes) == ("haar", 0)
@@ -267,7 +267,10 @@ def test_with_a_report_uploads_are_judged_with_its_scans_settings(checkpoint, tm
     assert body["settings"].startswith(
         "frames=3 max_faces=1 detector=haar detect_width=960 reuse_boxes=0"
     )
-    assert create_app(checkpoint, reports_dir=report, frames=5).config["ANALYZER"].frames == 5
+    assert (
+        create_app(ServeConfig(checkpoint, reports_dir=report, frames=5)).config["ANALYZER"].frames
+        == 5
+    )
 
 
 def test_a_path_in_the_file_name_never_reaches_the_filesystem(client, app, tmp_path):
@@ -297,7 +300,9 @@ def test_reports_view_lists_the_latest_audit(ray_session, checkpoint, tmp_path):
     report = tmp_path / "report"
     args = ["scan", str(tmp_path / "v"), "--out", str(report), "--checkpoint", checkpoint]
     assert CliRunner().invoke(cli, args + ["--frames", "2", "--quiet"]).exit_code == 0
-    page = create_app(checkpoint, reports_dir=str(report)).test_client().get("/reports")
+    page = (
+        create_app(ServeConfig(checkpoint, reports_dir=str(report))).test_client().get("/reports")
+    )
     assert page.status_code == 200
     text = page.get_data(as_text=True)
     top = load_videos(str(report)).iloc[0].path

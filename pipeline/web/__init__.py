@@ -1,7 +1,8 @@
 """The upload page: one image or video in, faces, scores, heatmaps and a verdict out.
 
+    from pipeline.config import ServeConfig
     from pipeline.web import create_app
-    app = create_app("runs/r1/best.pt", reports_dir="reports/footage")
+    app = create_app(ServeConfig("runs/r1/best.pt", reports_dir="reports/footage"))
 
 Safe by default: uploads are capped, typed by their content (never their name), stored under
 random names in a private temporary folder and deleted after analysis; nothing from a request
@@ -14,7 +15,6 @@ address) so is a request for any other host name (DNS rebinding).
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import logging
 import os
 import secrets
@@ -25,9 +25,17 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from pipeline.config import DETECT_WIDTH
+from pipeline.config import (
+    DETECT_WIDTH,
+    FRAMES,
+    MAX_FACES,
+    ScanConfig,
+    ServeConfig,
+    default_of,
+    override_preprocess,
+)
 from pipeline.model import load_checkpoint, model_from_checkpoint
-from pipeline.reports import last_scan_settings
+from pipeline.reports.runs import last_scan_settings
 from pipeline.scoring import Scorer
 from pipeline.web.analysis import SNIFF_BYTES, AnalysisError, Analyzer, sniff
 
@@ -35,42 +43,33 @@ ALLOWED = "jpg, png or webp images; mp4, mov, avi, webm, mts/m2ts, mpg, wmv, flv
 log = logging.getLogger(__name__)
 
 
-def create_app(
-    checkpoint: str,
-    reports_dir: str | None = None,
-    max_upload_mb: float = 200,
-    frames: int | None = None,
-    max_faces: int | None = None,
-    detect_width: int | None = None,
-    trusted_hosts: list[str] | None = None,
-) -> Flask:
-    """With `reports_dir`, the page judges an upload with the settings of the last scan into
-    it made with this checkpoint (threshold, aggregate, frames, faces, detector, detect width,
-    reuse of boxes), so that it agrees with the report; `frames`, `max_faces` and
-    `detect_width` given here win.
-    Otherwise the checkpoint's own threshold and detector, the confident aggregate, 32 frames,
-    2 faces."""
+def create_app(cfg: ServeConfig, trusted_hosts: list[str] | None = None) -> Flask:
+    """The page for `cfg` (its settings: pipeline.config.ServeConfig). Without a report folder,
+    the checkpoint's own threshold and detector and the scan's defaults judge an upload.
+    `trusted_hosts`: the only host names answered (None: any)."""
+    checkpoint, reports_dir, max_upload_mb = cfg.checkpoint, cfg.reports_dir, cfg.max_upload_mb
     ckpt = load_checkpoint(checkpoint)  # weights_only=True: no pickled code runs
     scorer = Scorer(model_from_checkpoint(ckpt), ckpt["preprocess"])
     scan = (last_scan_settings(reports_dir, ckpt["model_id"]) if reports_dir else None) or {}
-    overrides = {}
-    if "reuse_boxes" in scan:
-        overrides["reuse_boxes"] = int(scan["reuse_boxes"])
-    if scan:  # the scan's words leave the default detect width unsaid
-        overrides["detect_width"] = int(scan.get("detect_width", DETECT_WIDTH))
-    if "detector" in scan and "detector_model" not in scan:  # a model file: only its name is kept
-        overrides["detector"] = scan["detector"]
-    if detect_width:
-        overrides["detect_width"] = detect_width
+    # The scan's words leave the default detect width unsaid; a YuNet model file is kept by
+    # its name only, so its detector is not taken.
+    from_scan = {"reuse_boxes": int(scan["reuse_boxes"])} if "reuse_boxes" in scan else {}
+    if scan:
+        from_scan["detect_width"] = int(scan.get("detect_width", DETECT_WIDTH))
+    if "detector" in scan and "detector_model" not in scan:
+        from_scan["detector"] = scan["detector"]
+    preprocess = override_preprocess(
+        override_preprocess(ckpt["preprocess"], **from_scan), detect_width=cfg.detect_width
+    )
     analyzer = Analyzer(
         scorer,
         ckpt,
-        frames=frames or int(scan.get("frames", 32)),
-        max_faces=max_faces or int(scan.get("max_faces", 2)),
-        preprocess=dataclasses.replace(ckpt["preprocess"], **overrides),
+        frames=cfg.frames or int(scan.get("frames", FRAMES)),
+        max_faces=cfg.max_faces or int(scan.get("max_faces", MAX_FACES)),
+        preprocess=preprocess,
         threshold=scan.get("threshold"),
-        aggregate=scan.get("aggregate", "confident"),
-        top_k=int(scan.get("top_k", 8)),
+        aggregate=scan.get("aggregate", default_of(ScanConfig, "aggregate")),
+        top_k=int(scan.get("top_k", default_of(ScanConfig, "top_k"))),
     )
     settings_from = f"scan run {scan['run_id']}" if scan else "the checkpoint"
     upload_dir = tempfile.mkdtemp(prefix="deepfake-uploads-")  # mode 0700: ours alone

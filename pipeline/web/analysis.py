@@ -67,14 +67,14 @@ class Analyzer:
         self,
         scorer,
         ckpt: dict,
-        frames: int = 32,
-        max_faces: int = 2,
-        video_timeout_s: float = 120.0,
+        frames: int,
+        max_faces: int,
+        video_timeout_s: float = 120.0,  # shorter than a scan's: someone waits on the page
         *,
         preprocess=None,
         threshold: float | None = None,
-        aggregate: str = "confident",
-        top_k: int = 8,
+        aggregate: str,
+        top_k: int,
     ):
         """Defaults: the checkpoint's preprocessing and threshold; `preprocess`, `threshold`,
         `aggregate` and `top_k` as a scan would take them (see create_app)."""

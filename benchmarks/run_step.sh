@@ -1,4 +1,4 @@
-# Sourced by device_bench.sh and device_quality.sh: run one timed step of a device call.
+# Sourced by gpu_scan.sh and gpu_quality.sh: run one timed step of a GPU benchmark.
 #   run_step NAME SECONDS COMMAND...   its JSON lines into $out/NAME.jsonl (and the output),
 #                                      the last 60 log lines into $out/NAME.log, its last errors;
 #                                      returns the command's exit status

@@ -1,6 +1,6 @@
 """Quality benchmark: train a named recipe with the real job, score every face set's val split.
 
-    python scripts/bench_quality.py --recipe npr --train ffhq_stylegan \\
+    python benchmarks/bench_quality.py --recipe npr --train ffhq_stylegan \\
         --set epochs_full=20 --set train_crop=96 --cpus 2 --out runs/quality
 
 Each row trains with `deepfake train`'s own code (Ray Train, `jobs.train.run_training`) on one
@@ -93,9 +93,9 @@ def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
     import numpy as np
     import torch
 
-    from jobs.train import read_landmarks, split_dirs
     from pipeline.selfblend import blend
     from pipeline.training import list_images, load_image
+    from pipeline.trainplan import read_landmarks, split_dirs
 
     landmarks = read_landmarks(os.path.join(cfg.run_dir, "landmarks.json"))
     items = list_images(split_dirs(cfg)[0], need_fakes=False)
@@ -258,7 +258,7 @@ def run_row(
         "eval_jpeg": eval_jpeg,
         "blends_per_s_per_core": blends,
         "machine": machine(),
-        "command": "python scripts/bench_quality.py " + shlex.join(sys.argv[1:]),
+        "command": "python benchmarks/bench_quality.py " + shlex.join(sys.argv[1:]),
     }
 
 

@@ -5,7 +5,7 @@ by averaging 16 patches on a 4x4 grid and (unless --no-whole-image) by one pass 
 image at its native size, which is how the scan would use such a model. Needs a GPU to be quick
 (a 2-core CPU trains about 100 64 px patches a second); prints a line per fifth.
 
-    python scripts/probe_patches.py ../shared/data/faces/ffhq_stylegan --patch 128 \\
+    python probes/probe_patches.py ../shared/data/faces/ffhq_stylegan --patch 128 \\
         --batch 64 --steps 1000 --lr 1e-3 [--stem plain|full-res]
 
 `--stem full-res` removes the stem's downsampling (conv1 stride 1, no max-pool), so the

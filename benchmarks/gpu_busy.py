@@ -1,10 +1,10 @@
 """The GPU's busy share during each benchmark's pipeline run: the mean of nvidia-smi's
 utilisation samples between the pipeline line's started_at and ended_at.
 
-    python scripts/gpu_busy.py GPU_CSV BENCH_LOG...
+    python benchmarks/gpu_busy.py GPU_CSV BENCH_LOG...
 
 GPU_CSV: `nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 500`;
-BENCH_LOG: what scripts/bench_scan.py printed. Prints one JSON line per log.
+BENCH_LOG: what benchmarks/bench_scan.py printed. Prints one JSON line per log.
 """
 
 from __future__ import annotations

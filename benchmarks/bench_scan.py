@@ -2,7 +2,7 @@
 alone, on a folder of face videos it builds (or one you give). Prints JSON lines; the last line
 holds the ratios.
 
-    python scripts/bench_scan.py --videos 240 --distinct 16 --width 1280 --height 720 \
+    python benchmarks/bench_scan.py --videos 240 --distinct 16 --width 1280 --height 720 \
         --seconds 10 --frames 32
 
 - sequential: the baseline, as the original single-user app did it: one process, video by
@@ -50,7 +50,8 @@ import click
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "scripts")]  # make_sample: a user's
 
 from bench_faces import find_faces, sampled_frames  # noqa: E402
 from make_sample import portraits, write_clip  # noqa: E402
@@ -366,7 +367,7 @@ def driver_memory(n, checkpoint, workdir) -> dict:
             "import json; from jobs.scan import run_scan;"
             "from pipeline.config import ScanConfig;"
             f"run_scan(ScanConfig({folder!r}, {folder + '-report'!r}, {checkpoint!r}, frames=2,"
-            " progress=False, rescan=True));"
+            " quiet=True, rescan=True));"
             # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent.
             "print([int(l.split()[1]) / 1024 for l in open('/proc/self/status')"
             " if l.startswith('VmHWM')][0])"
@@ -414,7 +415,7 @@ def driver_memory(n, checkpoint, workdir) -> dict:
     "--sequential-videos", default=16, show_default=True, help="Videos for the baseline (a rate)."
 )
 @click.option("--actors-per-gpu", default=2, show_default=True)
-@click.option("--batch-videos", default=32, show_default=True, help="Videos per scoring batch.")
+@click.option("--batch-size", default=32, show_default=True, help="Videos per scoring batch.")
 @click.option("--feed-only", is_flag=True, help="Measure only the feed (for tuning its knobs).")
 @click.option("--no-feed", is_flag=True, help="Skip the feed measurement of a full run.")
 @click.option(
@@ -429,10 +430,11 @@ def driver_memory(n, checkpoint, workdir) -> dict:
 def main(videos, width, height, seconds, fps, frames, detector, scan_detector, detect_width,
          reuse_boxes,
          recipe, image_size, tta, tta_only, folder, stage_videos, distinct, sequential_videos,
-         actors_per_gpu, batch_videos, feed_only, no_feed, feed_crops, memory_check):  # fmt: skip
+         actors_per_gpu, batch_size, feed_only, no_feed, feed_crops, memory_check):  # fmt: skip
     import ray
 
-    from jobs.scan import init_ray, run_scan
+    from jobs.cluster import init_ray
+    from jobs.scan import run_scan
     from pipeline.reports import load_videos
 
     work = tempfile.mkdtemp(prefix="bench-scan-")
@@ -487,7 +489,7 @@ def main(videos, width, height, seconds, fps, frames, detector, scan_detector, d
          tta=tta)  # fmt: skip
     emit(stage="tta", **tta_cost(model, pre))
 
-    knobs = {"actors_per_gpu": actors_per_gpu, "batch_videos": batch_videos}
+    knobs = {"actors_per_gpu": actors_per_gpu, "batch_size": batch_size}
     n_feed = feed_crops or (32768 if scorer.cuda else 4096)
     if feed_only:
         init_ray()
@@ -513,7 +515,7 @@ def main(videos, width, height, seconds, fps, frames, detector, scan_detector, d
     init_ray()
     t, started_at = time.perf_counter(), time.time()
     summary = run_scan(ScanConfig(folder, os.path.join(work, "report"), ckpt_path,
-                                  frames=frames, progress=False, rescan=True,
+                                  frames=frames, quiet=True, rescan=True,
                                   detector=scan_detector, **knobs))  # fmt: skip
     elapsed = time.perf_counter() - t
     # What the scan itself did, from its report: frames decoded, frames with a face, crops.

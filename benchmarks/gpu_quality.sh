@@ -1,18 +1,10 @@
 #!/usr/bin/env bash
-# The quality table's GPU rows (scripts/bench_quality.py), from random weights, at the recipes'
-# own settings (native 224 px patches of the 256 px faces). Prepared for one device session
-# (../shared/device/README.md). Each call carries at most 64 MiB, so the sets travel in calls
-# of their own, back to back while the machine is warm, the run last:
-#   here:   ../shared/device/wheels.sh
-#           for s in ffhq_stylegan ciplab_photoshop lfw_faceswap celeb_faceedit allage_real; do
-#             mkdir -p .data-$s && cp -r ../shared/data/faces/$s .data-$s/; done
-#           (and add /.data-*/ to .git/info/exclude)
-#   call 1, carry [".data-ffhq_stylegan", ".data-ciplab_photoshop"] (49 MB):
-#           mkdir -p /tmp/data && cp -r .data-*/* /tmp/data/
-#   call 2, carry [".data-lfw_faceswap", ".data-allage_real"] (63 MB), call 3
-#           [".data-celeb_faceedit"]: the same
-#   call 4, carry [".whl-ray"]: pip install .whl-ray/*.whl into /tmp/site (as that README
-#           says) && bash scripts/device_quality.sh
+# The quality table's GPU rows (benchmarks/bench_quality.py), from random weights, at the recipes'
+# own settings (native 224 px patches of the 256 px faces), on one GPU machine (16 cores).
+# Needs the project installed (or on PYTHONPATH) and the face sets under $DATA (default
+# /tmp/data): $DATA/<set>/{train,val}/{real,fake}/ for ffhq_stylegan, ciplab_photoshop,
+# lfw_faceswap, celeb_faceedit and allage_real. Run from the project's root:
+#   bash benchmarks/gpu_quality.sh
 # JSON lines, the Markdown table and log tails go into $OUT/ (or ./device-out/). Rows run in
 # order of what they decide: the truncated network against the whole one on the same input,
 # on one set and on all four, the real-only and combined rows, then the ablations; a row cut by its time limit leaves its
@@ -24,14 +16,15 @@ data=${DATA:-/tmp/data}
 epochs=${EPOCHS:-60}
 epochs_all=${EPOCHS_ALL:-20}
 mkdir -p "$out"
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# SITE: a folder of packages installed apart from the system's (none: the default is harmless)
+export PYTHONPATH=${SITE:-/tmp/site}:$PWD PYTHONUNBUFFERED=1
 python3 -c "import torch, ray; print('torch', torch.__version__, torch.cuda.get_device_name(), \
 'ray', ray.__version__)" | tee "$out/versions.txt"
-. scripts/device_run.sh
+. benchmarks/run_step.sh
 row() {  # name, seconds, recipe, training sets, settings...
   local name=$1 limit=$2 recipe=$3 sets=$4
   shift 4
-  run_step "$name" "$limit" python3 scripts/bench_quality.py --data "$data" --recipe "$recipe" \
+  run_step "$name" "$limit" python3 benchmarks/bench_quality.py --data "$data" --recipe "$recipe" \
     --train "$sets" --out /tmp/quality --results "$out/results.jsonl" --cpus "${CPUS:-15}" \
     --set train_crop=224 "$@"
 }
@@ -57,4 +50,4 @@ row srm_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=
 row npr_ema_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set ema=0.999
 row npr_cutmix_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set mix=cutmix
 row npr_smooth_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set label_smoothing=0.1
-python3 scripts/bench_quality.py --results "$out/results.jsonl" --table | tee "$out/table.md"
+python3 benchmarks/bench_quality.py --results "$out/results.jsonl" --table | tee "$out/table.md"

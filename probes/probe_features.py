@@ -2,7 +2,7 @@
 probe for choosing a training recipe, not part of the product. For each feature family, a
 scikit-learn classifier is fitted on SET/train and scored on SET/val; prints JSON lines.
 
-    python scripts/probe_features.py ../shared/data/faces/ffhq_stylegan
+    python probes/probe_features.py ../shared/data/faces/ffhq_stylegan
 
 - spectrum_1d / spectrum_2d: the log power spectrum of the grey image, radially averaged, or
   pooled to 32x32 (GAN upsampling leaves peaks there when nothing has blurred them away);

@@ -1,7 +1,7 @@
 """One ResNet-50 training step, fp32 against the training job's fast path (bf16 autocast and
 channels_last, used on CUDA and on CPUs with native bf16), in the same process:
 
-    python scripts/bench_train_step.py [--size 64] [--batch 128] [--threads 2]
+    python benchmarks/bench_train_step.py [--size 64] [--batch 128] [--threads 2]
 """
 
 import time
