@@ -21,6 +21,7 @@ from pipeline.config import (
     ScanConfig,
     ServeConfig,
     TrainConfig,
+    override_preprocess,
     recipe_faces,
 )
 from pipeline.lock import ReportLocked
@@ -172,9 +173,10 @@ def extract_faces(video_dir, mode, **settings):
     """  # fmt: skip
     from jobs.extract import run_extract
 
-    faces = {k: settings.pop(k) for k in ("input_size", "crop", "margin", *FACE_FINDING)}
+    crop = {k: settings.pop(k) for k in ("input_size", "crop", "margin")}
+    finding = {k: settings.pop(k) for k in FACE_FINDING}
     try:
-        pre = dataclasses.replace(FACES, **faces)
+        pre = override_preprocess(dataclasses.replace(FACES, **crop), **finding)
         summary = run_extract(
             ExtractConfig(video_dir, preprocess=pre, mode=mode or "new", **settings)
         )
