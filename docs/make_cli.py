@@ -39,7 +39,7 @@ def render() -> str:
         text = "\n".join(x for x in inspect.cleandoc(command.help).splitlines() if x != "\b")
         lines += ["```text", text, "```", "", "| option | meaning |", "|---|---|"]
         for param in command.get_params(ctx):
-            if isinstance(param, click.Option) and param.name != "help":
+            if isinstance(param, click.Option) and "--help" not in param.opts:
                 lines.append(option_row(param, ctx))
         lines.append("")
     return "\n".join(lines)
