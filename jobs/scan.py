@@ -68,7 +68,7 @@ def decode_row(
 # The model a worker process keeps for scoring inside decode tasks: a cache of the process,
 # not an actor. Tried as a callable class on an actor pool (Ray Data's way for a stateful
 # stage): each scan then starts fresh actor processes that import torch and load the model
-# (a test of six small scans went from 22 s to 89 s, where tasks reuse warm workers), and an
+# (a test of seven small scans went from 22 s to 89 s, where tasks reuse warm workers), and an
 # autoscaling pool starts with one actor and never grows on a short scan (one node of three
 # did all the work) unless sized to the cluster up front. Tasks also spread over nodes that
 # join or leave mid-scan with nothing to size.
