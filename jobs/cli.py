@@ -48,7 +48,7 @@ def option(cls, name: str, default=UNSET, note: str = "", **extra):
     """The click option of setting `name` of the dataclass `cls` (pipeline.config.setting):
     its flag, help, choices and least value, and its default unless `default` is given (None:
     left unset, for the command to fill in; `note` then says from where)."""
-    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    f = cls.__dataclass_fields__[name]
     meta = f.metadata
     flag = meta.get("flag", "--" + name.replace("_", "-"))
     value = f.default if default is UNSET else default
@@ -194,14 +194,13 @@ TRAIN_OPTIONS = ("workers", "gpus_per_worker", "cpus_per_worker", "arch", "epoch
 def train_options(command):
     """The training settings, each unset unless given: the recipe's, or the setting's default."""
     for name in reversed(TRAIN_OPTIONS):
-        default = RECIPES[DEFAULT_RECIPE].get(name, dataclasses.MISSING)
+        field = TrainConfig.__dataclass_fields__[name]
         if name in RECIPES[DEFAULT_RECIPE]:
             note = " [default: the recipe's]"
-        elif "[default:" in TrainConfig.__dataclass_fields__[name].metadata["help"]:
+        elif "[default:" in field.metadata["help"]:
             note = ""
         else:
-            default = TrainConfig.__dataclass_fields__[name].default
-            note = f" [default: {'auto' if name == 'pretrained' else default}]"
+            note = f" [default: {field.default}]"
         extra = {"type": click.Choice(sorted(MODELS))} if name == "arch" else {}
         command = option(TrainConfig, name, None, note, show_default=False, **extra)(command)
     return command

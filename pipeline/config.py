@@ -41,7 +41,7 @@ def setting(default=dataclasses.MISSING, help: str = "", **cli):
 
 def default_of(cls, name: str):
     """The default of setting `name` of the dataclass `cls`."""
-    return {f.name: f for f in dataclasses.fields(cls)}[name].default
+    return cls.__dataclass_fields__[name].default
 
 
 DETECT_WIDTH_HELP = (

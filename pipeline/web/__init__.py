@@ -58,9 +58,9 @@ def create_app(cfg: ServeConfig, trusted_hosts: list[str] | None = None) -> Flas
         from_scan["detect_width"] = int(scan.get("detect_width", DETECT_WIDTH))
     if "detector" in scan and "detector_model" not in scan:
         from_scan["detector"] = scan["detector"]
-    preprocess = override_preprocess(
-        override_preprocess(ckpt["preprocess"], **from_scan), detect_width=cfg.detect_width
-    )
+    if cfg.detect_width:  # given to the page: it wins
+        from_scan["detect_width"] = cfg.detect_width
+    preprocess = override_preprocess(ckpt["preprocess"], **from_scan)
     analyzer = Analyzer(
         scorer,
         ckpt,
