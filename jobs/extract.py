@@ -1,5 +1,5 @@
 """The face-extraction job: labelled videos -> face crops for training, on Ray Data, with the
-scan's own extraction stage (jobs.scan.extract_row)."""
+scan's own extraction stage (jobs.scan.extracted)."""
 
 from __future__ import annotations
 

