@@ -12,6 +12,7 @@ filesystem. Run it with `deepfake train` or
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -36,7 +37,6 @@ from pipeline.model import (
     resolve_pretrained,
 )
 from pipeline.rundir import (
-    atomic_text,
     best_metrics,
     load_resume_state,
     repair_run_dir,
@@ -54,6 +54,7 @@ from pipeline.training import (
     train_one_epoch,
 )
 from pipeline.trainplan import (
+    LandmarkCache,
     phase_epochs,
     phase_of,
     phase_start,
@@ -304,13 +305,10 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
 
 
 def find_landmarks(paths: list[str], cache: str, log: Callable[[str], None]) -> None:
-    """Writes {path: face_landmarks or None} for `paths` into the JSON file `cache`, finding
-    with Ray Data only those the file does not already hold for that file size and time."""
-    import json
-
-    known = read_landmarks(cache, raw=True)
-    stamp = {p: f"{os.path.getsize(p)}:{os.path.getmtime(p)}" for p in paths}
-    todo = [p for p in paths if known.get(p, {}).get("stamp") != stamp[p]]
+    """Writes the face outlines of `paths` into the LandmarkCache file `cache`, finding with
+    Ray Data only those it does not already hold for the files as they are."""
+    known = LandmarkCache(cache)
+    todo = known.missing(paths)
     if todo:
         from ray.data import DataContext
 
@@ -321,9 +319,9 @@ def find_landmarks(paths: list[str], cache: str, log: Callable[[str], None]) -> 
             .map_batches(landmark_batch, batch_size=64, batch_format="pandas")
             .take_all()
         )
-        for row in rows:
-            known[row["path"]] = {"stamp": stamp[row["path"]], "face": json.loads(row["face"])}
-        faces = [known[row["path"]]["face"] for row in rows]
+        faces = [json.loads(row["face"]) for row in rows]
+        for row, face in zip(rows, faces, strict=True):
+            known.add(row["path"], face)
         found = sum(1 for face in faces if face)
         eyes = sum(1 for face in faces if face and face["eyes"])
         missed = (
@@ -333,4 +331,4 @@ def find_landmarks(paths: list[str], cache: str, log: Callable[[str], None]) -> 
             f"face outlines for the blends: a face in {found} of {len(todo)} images, both eyes "
             f"in {eyes} ({time.monotonic() - started:.0f} s){missed}"
         )
-    atomic_text(cache, json.dumps({p: known[p] for p in paths}))
+    known.save(paths)

@@ -94,6 +94,11 @@ def load_resume_state(cfg: TrainConfig) -> dict | None:
     return state
 
 
+# What best.pt holds beside the weights (last.pt holds them too, and what a resumed run needs):
+# save_epoch writes them, repair_run_dir copies them from last.pt.
+BEST_KEYS = ("preprocess", "arch", "recipe", "threshold", "epoch", "phase", "metrics", "config")
+
+
 def repair_run_dir(run_dir: str, state: dict) -> None:
     """What a kill between last.pt and the files written after it leaves undone: best.pt of
     the epoch last.pt names as the best, and metrics.csv and curves.png of its history."""
@@ -102,10 +107,7 @@ def repair_run_dir(run_dir: str, state: dict) -> None:
     if best_epoch is not None and best_epoch == state["epoch"]:
         best = load_checkpoint(best_path) if os.path.exists(best_path) else None
         if best is None or best.get("epoch") != best_epoch:
-            common = (
-                "preprocess", "arch", "recipe", "threshold", "epoch", "phase", "metrics", "config"
-            )  # fmt: skip
-            extra = {k: state[k] for k in common if k in state}
+            extra = {k: state[k] for k in BEST_KEYS if k in state}
             save_checkpoint(best_path, model_from_checkpoint(state), **extra)
     if state.get("history"):
         write_metrics(run_dir, state["history"])
@@ -167,5 +169,6 @@ def save_epoch(
         best_epoch=best_epoch,
     )
     if best_epoch == epoch:
-        save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), scored, **common)
+        best_pt = {k: common[k] for k in BEST_KEYS}
+        save_checkpoint(os.path.join(cfg.run_dir, "best.pt"), scored, **best_pt)
     write_metrics(cfg.run_dir, history)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from torch.utils.data import Dataset
 
 from pipeline.config import Preprocess, TrainConfig
+from pipeline.rundir import atomic_text
 from pipeline.training import FaceImages, Repeated, build_transform, list_images
 
 
@@ -122,14 +123,37 @@ def resolve_self_blend(cfg: TrainConfig, log: Callable[[str], None]):
     return cfg, reals + ([] if val_fakes else [p for p, y in val if y == 0])
 
 
-def read_landmarks(path: str | None, raw: bool = False) -> dict:
-    """{path: landmarks} from find_landmarks' file ({} without one); `raw`: with stamps."""
+def read_landmarks(path: str | None) -> dict:
+    """{path: landmarks or None} from a LandmarkCache's file ({} without one)."""
+    return {p: v["face"] for p, v in LandmarkCache(path).known.items()}
 
-    if not path or not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        known = json.load(f)
-    return known if raw else {p: v["face"] for p, v in known.items()}
+
+class LandmarkCache:
+    """The face outlines found for training images, in a JSON file of {path: {"stamp": its size
+    and time when found, "face": landmarks or None}}, so that a run (or a resumed one) finds
+    them only for images that are new or changed since."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.known: dict = {}
+        if path and os.path.isfile(path):
+            with open(path) as f:
+                self.known = json.load(f)
+        self.stamps: dict[str, str] = {}
+
+    def missing(self, paths: list[str]) -> list[str]:
+        """Those of `paths` whose outlines are not known for the file as it is now. The stamps
+        are taken now, before the finding: a file changed meanwhile is found again next time."""
+        self.stamps.update({p: f"{os.path.getsize(p)}:{os.path.getmtime(p)}" for p in paths})
+        return [p for p in paths if self.known.get(p, {}).get("stamp") != self.stamps[p]]
+
+    def add(self, path: str, face: dict | None) -> None:
+        """The outlines found for one of the paths `missing` returned."""
+        self.known[path] = {"stamp": self.stamps[path], "face": face}
+
+    def save(self, paths: list[str]) -> None:
+        """Write the file, holding `paths` only (images no longer trained on drop out)."""
+        atomic_text(self.path, json.dumps({p: self.known[p] for p in paths}))
 
 
 def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> Dataset:

@@ -339,3 +339,27 @@ def test_mixup_and_cutmix_mix_labels_in_the_proportion_of_the_faces():
             partial |= bool(((targets > 0) & (targets < 1)).any())
         assert partial
     assert mix_batch(images, labels, "none", 1.0)[1] is labels
+
+
+def test_landmarks_are_found_again_only_for_new_or_changed_images(tmp_path):
+    from pipeline.trainplan import LandmarkCache, read_landmarks
+
+    images = []
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"image " + name.encode())
+        images.append(str(tmp_path / name))
+    cache = str(tmp_path / "landmarks.json")
+    first = LandmarkCache(cache)
+    assert first.missing(images[:2]) == images[:2]
+    first.add(images[0], {"eyes": [[1, 2], [3, 4]]})
+    first.add(images[1], None)  # no face found: known too, not looked for again
+    first.save(images[:2])
+    again = LandmarkCache(cache)
+    assert again.missing(images) == [images[2]]  # a new image
+    (tmp_path / "a.png").write_bytes(b"another picture, longer")  # a changed one
+    assert LandmarkCache(cache).missing(images[:2]) == [images[0]]
+    assert read_landmarks(cache) == {images[0]: {"eyes": [[1, 2], [3, 4]]}, images[1]: None}
+    again.add(images[2], None)
+    again.save(images[1:])  # a run without a.png: it drops out of the file
+    assert set(read_landmarks(cache)) == set(images[1:])
+    assert read_landmarks(None) == {} and read_landmarks(str(tmp_path / "none.json")) == {}
