@@ -55,6 +55,7 @@ from pipeline.training import (
 )
 from pipeline.trainplan import (
     LandmarkCache,
+    describe_balance,
     phase_epochs,
     phase_of,
     phase_start,
@@ -267,6 +268,8 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
             return best_metrics(cfg.run_dir)
     elif pretrained not in (None, "", "none"):
         build_model(cfg.arch, pretrained)  # a missing file, or offline "imagenet": fail here
+    if cfg.balance_sources:
+        log(describe_balance(cfg))
     init_ray()
     landmarks = None
     if blended and cfg.blend_mask == "outline":

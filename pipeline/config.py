@@ -356,6 +356,13 @@ class TrainConfig:
         1, "CPUs per worker (data loading uses all but one).", flag="--cpus", min=1
     )
     cache_images: bool = True  # decode every image once and keep it in memory
+    balance_sources: bool = setting(
+        False,
+        "Draw every source folder (each folder under real/ and fake/, e.g. one per data set "
+        "or camera) about equally often in an epoch, repeating the smaller ones, so that the "
+        "largest source does not outweigh the rest.",
+        secondary=True,
+    )
     # test-time augmentation of validation and of the scans (Preprocess.tta)
     tta: str = setting(
         "none",

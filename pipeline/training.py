@@ -53,6 +53,34 @@ def list_images(folder: str | os.PathLike, need_fakes: bool = True) -> list[tupl
     return items
 
 
+def source_of(path: str, folder: str) -> str:
+    """The source of an image listed from `folder`: its class folder and the first folder under
+    it (`real/studio_a`), or the class folder alone for an image lying directly in it."""
+    parts = os.path.relpath(path, folder).split(os.sep)
+    return "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def source_repeats(items: list[tuple[str, int]], folder: str) -> dict[str, int]:
+    """How many times an epoch draws each source's images so that, within each class, every
+    source weighs about as much as the largest: round(largest / size), at least once."""
+    sizes: dict[str, int] = {}
+    for path, _ in items:
+        source = source_of(path, folder)
+        sizes[source] = sizes.get(source, 0) + 1
+    largest: dict[str, int] = {}
+    for source, n in sizes.items():
+        label = source.split("/")[0]
+        largest[label] = max(largest.get(label, 0), n)
+    return {s: max(1, round(largest[s.split("/")[0]] / n)) for s, n in sorted(sizes.items())}
+
+
+def balance_sources(items: list[tuple[str, int]], folder: str) -> list[tuple[str, int]]:
+    """`items` with each source's images repeated `source_repeats` times (each repeat is drawn
+    with its own random augmentation and patch)."""
+    times = source_repeats(items, folder)
+    return [item for item in items for _ in range(times[source_of(item[0], folder)])]
+
+
 def load_image(path: str) -> torch.Tensor:
     """(3, H, W) uint8 RGB. OpenCV decodes (torchvision.io's decoders are deprecated)."""
     img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
@@ -148,11 +176,14 @@ class FaceImages(Dataset):
         self.fixed_blends, self.boundaries, self.seed = fixed_blends, boundaries, seed
         self.cache: list[torch.Tensor] | None = None
         if cache and items and self._cache_bytes() <= CACHE_LIMIT_BYTES:
-            # Decoded once, before DataLoader workers fork, so they share the memory.
-            self.cache = [load_image(p) for p, _ in items]
+            # Decoded once, before DataLoader workers fork, so they share the memory; an
+            # image listed several times (--balance-sources) is held once.
+            decoded = {p: load_image(p) for p in dict.fromkeys(p for p, _ in items)}
+            self.cache = [decoded[p] for p, _ in items]
 
     def _cache_bytes(self) -> int:
-        return load_image(self.items[0][0]).numel() * len(self.items)
+        unique = len({p for p, _ in self.items})
+        return load_image(self.items[0][0]).numel() * unique
 
     def __len__(self) -> int:
         return len(self.items) + self.n_blend

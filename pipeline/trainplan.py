@@ -13,7 +13,14 @@ from torch.utils.data import Dataset
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.rundir import atomic_text
-from pipeline.training import FaceImages, Repeated, build_transform, list_images
+from pipeline.training import (
+    FaceImages,
+    Repeated,
+    balance_sources,
+    build_transform,
+    list_images,
+    source_repeats,
+)
 
 
 def split_dirs(cfg: TrainConfig) -> tuple[str, str]:
@@ -156,11 +163,26 @@ class LandmarkCache:
         atomic_text(self.path, json.dumps({p: self.known[p] for p in paths}))
 
 
+def describe_balance(cfg: TrainConfig) -> str:
+    """One log line: how --balance-sources draws the training folder's sources."""
+    folder = split_dirs(cfg)[0]
+    times = source_repeats(list_images(folder, need_fakes=False), folder)
+    classes = [source.split("/")[0] for source in times]
+    if len(set(classes)) == len(classes):
+        return "--balance-sources: each class has one source folder; nothing to balance"
+    drawn = ", ".join(f"{source} x{n}" for source, n in times.items())
+    return f"balancing {len(times)} source folders: {drawn}"
+
+
 def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> Dataset:
     """The training faces with their transform and, with self-blending, a new blend of each
     real face every epoch; with --train-crop, each image several times an epoch."""
+    folder = split_dirs(cfg)[0]
+    items = list_images(folder, need_fakes=False)
+    if cfg.balance_sources:
+        items = balance_sources(items, folder)
     images = FaceImages(
-        list_images(split_dirs(cfg)[0], need_fakes=False),
+        items,
         build_transform(cfg, preprocess, train=True),
         blend_fraction=cfg.self_blend_fraction if cfg.self_blend else 0.0,
         cache=cfg.cache_images,

@@ -1,5 +1,8 @@
 """Training pieces without Ray: data, augmentation, self-blending, phases, metrics."""
 
+import dataclasses
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -19,8 +22,10 @@ from pipeline.training import (
     make_scheduler,
     resume_schedule,
     set_phase,
+    source_repeats,
     train_one_epoch,
 )
+from pipeline.trainplan import describe_balance, preprocess_for, training_set
 
 
 @pytest.fixture(scope="module")
@@ -363,3 +368,36 @@ def test_landmarks_are_found_again_only_for_new_or_changed_images(tmp_path):
     again.save(images[1:])  # a run without a.png: it drops out of the file
     assert set(read_landmarks(cache)) == set(images[1:])
     assert read_landmarks(None) == {} and read_landmarks(str(tmp_path / "none.json")) == {}
+
+
+def test_balanced_sources_draw_a_small_source_as_often_as_the_largest(tmp_path):
+    # Two sources per class, gathered by links as a user (or the quality benchmark) would:
+    # source b has a quarter of a's real faces and as many fakes.
+    for name, n_real in (("a", 4), ("b", 1)):
+        write_face_images(tmp_path / name, n_real=n_real, n_fake=2, size=48, seed=n_real)
+        for label in ("real", "fake"):
+            os.makedirs(tmp_path / "data" / "train" / label, exist_ok=True)
+            os.symlink(tmp_path / name / label, tmp_path / "data" / "train" / label / name)
+    os.symlink(tmp_path / "a", tmp_path / "data" / "val")
+    data = str(tmp_path / "data")
+    folder = os.path.join(data, "train")
+    assert source_repeats(list_images(folder), folder) == {
+        "fake/a": 1, "fake/b": 1, "real/a": 1, "real/b": 4
+    }  # fmt: skip
+    cfg = TrainConfig(data, run_dir=str(tmp_path / "run"), image_size=48, balance_sources=True)
+    preprocess = preprocess_for(cfg)
+    balanced = training_set(cfg, preprocess, {})
+    plain = training_set(dataclasses.replace(cfg, balance_sources=False), preprocess, {})
+    assert len(plain) == 9 and len(balanced) == 12  # b's one real face drawn 4 times
+    drawn = [os.path.relpath(p, folder) for p, _ in balanced.items]
+    assert sum(p.startswith("real/b/") for p in drawn) == 4
+    assert sum(p.startswith("real/a/") for p in drawn) == 4
+    assert "real/b x4" in describe_balance(cfg)
+
+
+def test_balancing_a_folder_without_source_folders_changes_nothing(faces, tmp_path):
+    os.symlink(faces, tmp_path / "train")
+    os.symlink(faces, tmp_path / "val")
+    cfg = TrainConfig(str(tmp_path), run_dir=str(tmp_path / "run"), balance_sources=True)
+    assert source_repeats(list_images(faces), faces) == {"fake": 1, "real": 1}
+    assert "nothing to balance" in describe_balance(cfg)
