@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable
 
 import cv2
@@ -63,22 +64,25 @@ def source_of(path: str, folder: str) -> str:
 def source_repeats(items: list[tuple[str, int]], folder: str) -> dict[str, int]:
     """How many times an epoch draws each source's images so that, within each class, every
     source weighs about as much as the largest: round(largest / size), at least once."""
-    sizes: dict[str, int] = {}
-    for path, _ in items:
-        source = source_of(path, folder)
-        sizes[source] = sizes.get(source, 0) + 1
-    largest: dict[str, int] = {}
+    return _repeats([source_of(path, folder) for path, _ in items])
+
+
+def _repeats(sources: list[str]) -> dict[str, int]:
+    sizes = Counter(sources)
+    largest = Counter()
     for source, n in sizes.items():
         label = source.split("/")[0]
-        largest[label] = max(largest.get(label, 0), n)
+        largest[label] = max(largest[label], n)
     return {s: max(1, round(largest[s.split("/")[0]] / n)) for s, n in sorted(sizes.items())}
 
 
 def balance_sources(items: list[tuple[str, int]], folder: str) -> list[tuple[str, int]]:
     """`items` with each source's images repeated `source_repeats` times (each repeat is drawn
     with its own random augmentation and patch)."""
-    times = source_repeats(items, folder)
-    return [item for item in items for _ in range(times[source_of(item[0], folder)])]
+    sources = [source_of(path, folder) for path, _ in items]
+    times = _repeats(sources)
+    pairs = zip(items, sources, strict=True)
+    return [item for item, source in pairs for _ in range(times[source])]
 
 
 def load_image(path: str) -> torch.Tensor:
