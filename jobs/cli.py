@@ -188,8 +188,8 @@ def extract_faces(video_dir, mode, **settings):
 TRAIN_OPTIONS = ("workers", "gpus_per_worker", "cpus_per_worker", "arch", "epochs_frozen",
                  "epochs_full", "pretrained", "image_size", "batch_size", "lr", "lr_full",
                  "weight_decay", "augment", "resize", "train_crop", "tta", "label_smoothing",
-                 "mix", "mix_alpha", "ema", "self_blend", "boundary_weight", "balance_sources",
-                 "seed")  # fmt: skip
+                 "mix", "mix_alpha", "drop_path", "ema", "self_blend", "boundary_weight",
+                 "balance_sources", "seed")  # fmt: skip
 
 
 def train_options(command):

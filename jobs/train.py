@@ -33,6 +33,7 @@ from pipeline.config import Preprocess, TrainConfig
 from pipeline.metrics import choose_threshold, summary
 from pipeline.model import (
     BoundaryModel,
+    add_stochastic_depth,
     build_model,
     resolve_pretrained,
 )
@@ -112,6 +113,7 @@ def train_loop(loop_config: dict) -> None:
         repair_run_dir(cfg.run_dir, state)
     # A resumed run's weights come from last.pt: the --pretrained file is not needed again.
     model = build_model(cfg.arch, cfg.pretrained if state is None else None)
+    add_stochastic_depth(model, cfg.drop_path)  # hooks: the checkpoint keeps the plain network
     # With self-blends, a boundary head on the same backbone learns where each blend's edge is.
     trained = BoundaryModel(model) if cfg.boundary_head else model
     if cfg.boundary_head and state is not None and "boundary_head" in state:

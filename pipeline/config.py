@@ -377,6 +377,11 @@ class TrainConfig:
         choices=MIXES,
     )
     mix_alpha: float = setting(0.4, "Mixing weight ~ Beta(alpha, alpha).")
+    drop_path: float = setting(
+        0.0,
+        "Stochastic depth: drop each residual block's branch for a face with a probability "
+        "rising with depth to this at the last block (training only); 0: off.",
+    )
     # decay of an average of the weights that is validated and saved; 0: off
     ema: float = setting(
         0.0,
@@ -405,8 +410,8 @@ class TrainConfig:
                 "mixup and cutmix do not mix the boundary head's targets: use --mix none with "
                 "self-blending, or --boundary-weight 0"
             )
-        if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.ema < 1.0:
-            raise ValueError("label_smoothing and ema must lie in [0, 1)")
+        if not all(0.0 <= v < 1.0 for v in (self.label_smoothing, self.ema, self.drop_path)):
+            raise ValueError("label_smoothing, ema and drop_path must lie in [0, 1)")
         if self.augment not in AUGMENTS:
             raise ValueError("augment must be standard, light or none")
         if self.image_size < 32:

@@ -13,6 +13,7 @@ import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torchvision
@@ -59,10 +60,30 @@ class SRMFilter(nn.Module):
         return nn.functional.conv2d(x, self.kernel.to(x.dtype), padding=2, groups=3)
 
 
+class WaveletFilter(nn.Module):
+    """The diagonal high band of a one-level wavelet transform, brought back to the input's
+    size: SAFE's input (Li et al., KDD 2025, `Ouxiang-Li/SAFE`: the HH band of a `bior1.3`
+    transform, resized bilinearly). bior1.3's analysis high-pass has two non-zero taps, so its
+    HH band is Haar's: (a - b - c + d) / 2 over each 2x2 cell [[a, b], [c, d]], on each colour
+    channel alone. Smooth content and straight edges cancel; what is left is the pixel-level
+    checkerboard that resampling and blending disturb."""
+
+    def __init__(self):
+        super().__init__()
+        hh = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]) / 2.0
+        self.register_buffer("kernel", hh.expand(3, 1, 2, 2).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        band = nn.functional.conv2d(x, self.kernel.to(x.dtype), stride=2, groups=3)
+        return nn.functional.interpolate(band, size=(h, w), mode="bilinear", align_corners=False)
+
+
 INPUT_FILTERS: dict[str, Callable[[], nn.Module]] = {
     "rgb": nn.Identity,
     "npr": NPRFilter,
     "srm": SRMFilter,
+    "dwt": WaveletFilter,
 }
 
 
@@ -98,6 +119,25 @@ def _resnet50_layer2(input_filter: str, num_outputs: int) -> nn.Module:
     model.layer3, model.layer4 = nn.Identity(), nn.Identity()
     model.fc = nn.Linear(512, num_outputs)
     return model
+
+
+def add_stochastic_depth(model: nn.Module, rate: float) -> nn.Module:
+    """Stochastic depth (Huang et al., 2016), for training: in train mode each residual
+    block's branch is dropped for a whole face with a probability that rises linearly with
+    depth to `rate` at the last block (kept branches are scaled by 1/(1-p)); in eval mode the
+    network is unchanged. Done with forward hooks, not new modules, so the state dict keeps
+    torchvision's names and a checkpoint scores the same without them. Returns `model`."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"stochastic depth rate must lie in [0, 1), not {rate}")
+    blocks = [m for m in model.modules() if isinstance(m, torchvision.models.resnet.Bottleneck)]
+    for i, block in enumerate(blocks, start=1):
+        if rate:
+            block.bn3.register_forward_hook(partial(_drop_branch, rate * i / len(blocks)))
+    return model
+
+
+def _drop_branch(p: float, module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor:
+    return torchvision.ops.stochastic_depth(output, p, "row", training=module.training)
 
 
 class BoundaryModel(nn.Module):
@@ -142,6 +182,7 @@ MODELS: dict[str, Variant] = {
     "resnet50_layer2": Variant(_resnet50_layer2, "rgb", imagenet=False),
     "resnet50_layer2_npr": Variant(_resnet50_layer2, "npr", imagenet=False),
     "resnet50_layer2_srm": Variant(_resnet50_layer2, "srm", imagenet=False),
+    "resnet50_layer2_dwt": Variant(_resnet50_layer2, "dwt", imagenet=False),
 }
 HEAD_PREFIX = "fc."
 

@@ -42,6 +42,7 @@ def trained(ray_session, data_dir, tmp_path_factory):
                                                     "--ema", "0.9", "--mix", "cutmix",
                                                     "--boundary-weight", "0",
                                                     "--label-smoothing", "0.1",
+                                                    "--drop-path", "0.1",
                                                     "--tta", "flip"])  # fmt: skip
     assert result.exit_code == 0, result.output
     return run, json.loads(result.output.strip().splitlines()[-1])
@@ -69,6 +70,7 @@ def test_two_phases_write_checkpoints_and_metrics(trained):
     assert last["ema_updates"] > 0 and set(last["train_model"]) == set(last["model"])
     assert any(not torch.equal(last["train_model"][k], v) for k, v in last["model"].items())
     assert (last["config"]["mix"], last["config"]["label_smoothing"]) == ("cutmix", 0.1)
+    assert last["config"]["drop_path"] == 0.1
     assert best["checkpoint"] == str(run / "best.pt")
     assert best["val_auc"] == max(float(r["val_auc"]) for r in rows)
 

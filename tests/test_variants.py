@@ -17,6 +17,8 @@ from pipeline.model import (
     CheckpointError,
     NPRFilter,
     SRMFilter,
+    WaveletFilter,
+    add_stochastic_depth,
     build_model,
     imagenet_file,
     load_checkpoint,
@@ -189,3 +191,40 @@ def test_the_srm_filter_keeps_noise_and_removes_smooth_content():
     assert SRMFilter()(noise).std() > 0.5 * noise.std()
     assert not list(build_model("resnet50_layer2_srm").state_dict().keys() -
                     build_model("resnet50_layer2").state_dict().keys())  # fmt: skip
+
+
+def test_the_wavelet_filter_keeps_the_diagonal_band_only():
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32).contiguous()
+    assert WaveletFilter()(ramp).abs().max() < 1e-6  # a ramp has no diagonal detail
+    lines = torch.zeros(1, 3, 32, 32)
+    lines[..., ::2, :] = 1.0  # horizontal lines: vertical detail, no diagonal
+    assert WaveletFilter()(lines).abs().max() < 1e-6
+    checker = (torch.arange(32).view(32, 1) + torch.arange(32).view(1, 32)) % 2
+    band = WaveletFilter()(checker.float().expand(1, 3, 32, 32))
+    assert band.shape == (1, 3, 32, 32)  # back at the input's size
+    assert torch.allclose(band, -torch.ones_like(band))  # (a - b - c + d) / 2 of [[0,1],[1,0]]
+    noise = torch.randn(1, 3, 33, 31)  # odd sizes come back whole too
+    assert WaveletFilter()(noise).shape == noise.shape
+    assert not list(build_model("resnet50_layer2_dwt").state_dict().keys() -
+                    build_model("resnet50_layer2").state_dict().keys())  # fmt: skip
+
+
+def test_stochastic_depth_drops_branches_in_training_only():
+    torch.manual_seed(0)
+    plain = build_model("resnet50_layer2_npr")
+    for name, p in plain.named_parameters():  # branches that add something (not zero-init)
+        if name.endswith("bn3.weight"):
+            torch.nn.init.constant_(p, 1.0)
+    dropped = build_model("resnet50_layer2_npr")
+    dropped.load_state_dict(plain.state_dict())
+    assert add_stochastic_depth(dropped, 0.5) is dropped
+    assert dropped.state_dict().keys() == plain.state_dict().keys()  # the checkpoint's names
+    x = torch.randn(8, 3, 48, 48)
+    plain.eval(), dropped.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), dropped(x))  # scoring: the same network
+    plain.train(), dropped.train()
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), dropped(x))  # training: branches dropped
+    with pytest.raises(ValueError, match="stochastic depth"):
+        add_stochastic_depth(build_model("resnet50_layer2"), 1.0)
