@@ -50,7 +50,13 @@ row rgb_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=
 row npr_flip_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set tta=flip
 row npr_standard_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set augment=standard
 row srm_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2_srm
+row dwt_layer2_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set arch=resnet50_layer2_dwt
 row npr_ema_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set ema=0.999
 row npr_cutmix_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set mix=cutmix
 row npr_smooth_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set label_smoothing=0.1
+row npr_droppath_ffhq 90 npr ffhq_stylegan --set epochs_full="$epochs" --set drop_path=0.1
+# a committee: the two all-sets models above, their logits averaged (twice the scoring cost)
+run_step average_all 120 python3 benchmarks/bench_average.py --data "$data" \
+  /tmp/quality/npr_all_train_crop-224_epochs_full-*/last.pt \
+  /tmp/quality/npr-full_all_train_crop-224_epochs_full-*/last.pt
 python3 benchmarks/bench_quality.py --results "$out/results.jsonl" --table | tee "$out/table.md"
