@@ -45,6 +45,8 @@ def row(name: str, aucs: dict[str, float]) -> dict:
 def main(checkpoints, data):
     if len(checkpoints) < 2:
         raise click.UsageError("give two checkpoints or more")
+    if not os.path.isdir(data):
+        raise click.ClickException(f"no face data at {data}: this benchmark needs ../shared/data")
     names = [os.path.basename(os.path.dirname(os.path.abspath(c))) or c for c in checkpoints]
     labels, logits = {}, {}  # set -> labels; (model, set) -> logits
     rows = []

@@ -129,10 +129,11 @@ def add_stochastic_depth(model: nn.Module, rate: float) -> nn.Module:
     torchvision's names and a checkpoint scores the same without them. Returns `model`."""
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"stochastic depth rate must lie in [0, 1), not {rate}")
+    if not rate:
+        return model
     blocks = [m for m in model.modules() if isinstance(m, torchvision.models.resnet.Bottleneck)]
     for i, block in enumerate(blocks, start=1):
-        if rate:
-            block.bn3.register_forward_hook(partial(_drop_branch, rate * i / len(blocks)))
+        block.bn3.register_forward_hook(partial(_drop_branch, rate * i / len(blocks)))
     return model
 
 
