@@ -17,7 +17,7 @@ import os
 
 import click
 import numpy as np
-from bench_quality import LABELLED_SETS  # this folder, first on the path
+from bench_quality import LABELLED_SETS, data_option, require_face_data  # this folder
 
 from pipeline.evaluation import score_images
 from pipeline.metrics import auc
@@ -41,12 +41,11 @@ def row(name: str, aucs: dict[str, float]) -> dict:
 
 @click.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--data", default="../shared/data/faces", show_default=True)
+@data_option
 def main(checkpoints, data):
     if len(checkpoints) < 2:
         raise click.UsageError("give two checkpoints or more")
-    if not os.path.isdir(data):
-        raise click.ClickException(f"no face data at {data}: this benchmark needs ../shared/data")
+    require_face_data(data)
     names = [os.path.basename(os.path.dirname(os.path.abspath(c))) or c for c in checkpoints]
     labels, logits = {}, {}  # set -> labels; (model, set) -> logits
     rows = []

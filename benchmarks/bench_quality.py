@@ -154,8 +154,18 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The face sets' folder, for every benchmark that reads them.
+data_option = click.option("--data", default="../shared/data/faces", show_default=True)
+
+
+def require_face_data(data: str) -> None:
+    """A clear message instead of a traceback where the face sets are not."""
+    if not os.path.isdir(data):
+        raise click.ClickException(f"no face data at {data}: this benchmark needs ../shared/data")
+
+
 @click.command()
-@click.option("--data", default="../shared/data/faces", show_default=True)
+@data_option
 @recipe_option("The recipe the row trains; --set changes it.")
 @click.option(
     "--train",
@@ -213,8 +223,7 @@ def run_row(
     data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, cpus, out,
     real_only=False,
 ) -> dict:  # fmt: skip
-    if not os.path.isdir(data):
-        raise click.ClickException(f"no face data at {data}: this benchmark needs ../shared/data")
+    require_face_data(data)
     every = REAL_SETS if real_only else LABELLED_SETS
     sets = list(every) if train_sets == "all" else train_sets.split(",")
     overrides = parse_settings(settings)
