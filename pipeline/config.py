@@ -341,6 +341,12 @@ class TrainConfig:
     # The blend mask: "outline" follows each face's box and eyes (found once per image),
     # "ellipse" is an irregular ellipse around the crop's centre (the ablation of the outline).
     blend_mask: str = "outline"
+    # With self-blending, the share of faces (real, blended and fake alike) re-encoded as JPEG
+    # at a quality of 40-100 after blending, as SBI's final transforms do. A blend resamples
+    # the pasted copy, so inside the mask the image's 8x8 JPEG block grid is gone while outside
+    # it stays: a trace that any later re-encoding of a real fake erases, which a model trained
+    # on untouched blends learns first (docs/quality.md, "Real faces only"). 0: never.
+    blend_jpeg: float = 0.5
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
     boundary_weight: float = setting(
@@ -405,6 +411,8 @@ class TrainConfig:
             raise ValueError(f"blend_mask must be one of {BLEND_MASKS}")
         if self.boundary_weight < 0:
             raise ValueError("boundary_weight must be at least 0")
+        if not 0.0 <= self.blend_jpeg <= 1.0:
+            raise ValueError("blend_jpeg must lie in [0, 1]")
         if self.boundary_head and self.mix != "none":
             raise ValueError(
                 "mixup and cutmix do not mix the boundary head's targets: use --mix none with "

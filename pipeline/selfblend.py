@@ -38,6 +38,8 @@ OUTLINE = (
 )
 # The blend's strength, as in SBI: mostly the whole source, sometimes a partial blend.
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+# The JPEG qualities of SBI's final re-encoding of real faces and blends alike.
+JPEG_QUALITY = (40, 100)
 
 
 def landmark_detector():
@@ -175,6 +177,19 @@ def recoloured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         return img
     return np.clip(_colour(img.astype(np.float32), rng) + 0.5, 0, 255).astype(np.uint8)
+
+
+def reencoded(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) uint8 RGB face -> the same face after a JPEG round trip at a quality drawn from
+    JPEG_QUALITY. Applied after blending to real faces and blends alike, it erases what a blend
+    does to the image's own JPEG block grid (the pasted copy is resampled, so inside the mask
+    the grid is gone): a trace that the re-encoding of any real fake erases too."""
+    quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def self_blend(

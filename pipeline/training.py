@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import set_backbone_trainable
 from pipeline.scoring import native_bf16, tta_logits
-from pipeline.selfblend import blend, recoloured
+from pipeline.selfblend import blend, recoloured, reencoded
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CLASSES = ("real", "fake")  # index = label
@@ -159,7 +159,9 @@ class FaceImages(Dataset):
     and i); otherwise a new blend every epoch. While training on blends, each real face is
     recoloured half the time as blends' targets are, so colour alone never tells them apart.
     With `boundaries` an item is (image, label, boundary map, whether the map is known): the
-    blend's edge map for a blend, zeros for a real face, unknown for a fake from the folder."""
+    blend's edge map for a blend, zeros for a real face, unknown for a fake from the folder.
+    `jpeg`: the share of items (real, blended and fake alike) re-encoded as JPEG after blending
+    (`reencoded`), so that a blend's broken JPEG grid never marks it."""
 
     def __init__(
         self,
@@ -171,8 +173,10 @@ class FaceImages(Dataset):
         fixed_blends: bool = False,
         boundaries: bool = False,
         seed: int = 0,
+        jpeg: float = 0.0,
     ):
         self.items = items
+        self.jpeg = jpeg
         self.transform = transform
         self.reals = [i for i, (_, y) in enumerate(items) if y == 0]
         self.n_blend = round(blend_fraction * len(self.reals))
@@ -198,9 +202,11 @@ class FaceImages(Dataset):
     def _image(self, i: int) -> torch.Tensor:
         return self.cache[i] if self.cache is not None else load_image(self.items[i][0])
 
-    def _rng(self, i: int) -> np.random.Generator:
+    def _rng(self, i: int, stream: int = 0) -> np.random.Generator:
+        """Item i's random draws: the same every epoch with `fixed_blends` (one stream for the
+        blend, another for the re-encoding), else new ones."""
         if self.fixed_blends:
-            return np.random.default_rng((self.seed, i))
+            return np.random.default_rng((self.seed, i, stream) if stream else (self.seed, i))
         # Seeded from torch's generator, which DataLoader seeds per worker and epoch.
         return np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
 
@@ -220,6 +226,11 @@ class FaceImages(Dataset):
             fake, edge = blend(hwc, self._rng(i), self.landmarks.get(self.items[real][0]))
             img, label = torch.from_numpy(fake).permute(2, 0, 1), 1
             known, boundary = True, torch.from_numpy(edge)
+        if self.jpeg:
+            rng = self._rng(i, stream=1)
+            if rng.random() < self.jpeg:
+                hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
+                img = torch.from_numpy(reencoded(hwc, rng)).permute(2, 0, 1)
         if not self.boundaries:
             return (self.transform(img) if self.transform is not None else img), label
         mask = tv_tensors.Mask(boundary[None])

@@ -188,6 +188,7 @@ def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> D
         cache=cfg.cache_images,
         landmarks=landmarks,
         boundaries=cfg.boundary_head,
+        jpeg=cfg.blend_jpeg if cfg.self_blend else 0.0,
     )
     return Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
 
@@ -196,12 +197,14 @@ def validation_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) ->
     """The validation faces, whole; a val/ without fakes is scored against seeded blends of its
     real faces (the same every epoch)."""
     items = list_images(split_dirs(cfg)[1], need_fakes=False)
+    blends = not any(y for _, y in items)
     return FaceImages(
         items,
         build_transform(cfg, preprocess, False),
-        blend_fraction=0.0 if any(y for _, y in items) else 1.0,
+        blend_fraction=1.0 if blends else 0.0,
         cache=cfg.cache_images,
         landmarks=landmarks,
         fixed_blends=True,
         seed=cfg.seed,
+        jpeg=cfg.blend_jpeg if blends else 0.0,
     )

@@ -2,13 +2,20 @@
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from fixtures import face_photo, write_face_images
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import BoundaryModel, build_model
-from pipeline.selfblend import blend, face_landmarks, face_mask
-from pipeline.training import FaceImages, boundary_loss, build_transform, list_images
+from pipeline.selfblend import blend, face_landmarks, face_mask, reencoded
+from pipeline.training import (
+    FaceImages,
+    boundary_loss,
+    build_transform,
+    list_images,
+    load_image,
+)
 
 
 def portrait(size: int = 256) -> np.ndarray:
@@ -97,3 +104,28 @@ def test_the_boundary_head_learns_only_where_the_map_is_known():
     assert none.item() == 0 and model.head[0].weight.grad is not None
     # the classifier alone is what a checkpoint saves: no head keys in it
     assert not any(k.startswith("head") for k in model.net.state_dict())
+
+
+def test_real_faces_and_blends_alike_are_reencoded_from_their_seed(tmp_path):
+    img = portrait(64)
+    a, b = reencoded(img, np.random.default_rng(3)), reencoded(img, np.random.default_rng(3))
+    assert np.array_equal(a, b) and a.shape == img.shape and a.dtype == np.uint8
+    assert not np.array_equal(a, img) and np.abs(a.astype(int) - img).mean() < 8  # same face
+    faces = write_face_images(tmp_path, n_real=3, n_fake=0, size=48)
+    items = list_images(faces, need_fakes=False)
+
+    def dataset(jpeg):
+        return FaceImages(items, None, 1.0, fixed_blends=True, seed=5, jpeg=jpeg)
+
+    plain, every = dataset(0.0), dataset(1.0)
+    assert len(every) == 6
+    for i in range(len(every)):  # the real faces (0-2) as much as their blends (3-5)
+        untouched = np.ascontiguousarray(plain[i][0].permute(1, 2, 0).numpy())
+        rng = np.random.default_rng((5, i, 1))  # item i's second stream: whether, then how
+        assert rng.random() < 1.0
+        expected = reencoded(untouched, rng)
+        assert np.array_equal(every[i][0].permute(1, 2, 0).numpy(), expected)
+        assert every[i][1] == plain[i][1] == (1 if i >= 3 else 0)
+    assert torch.equal(plain[0][0], load_image(items[0][0]))  # without it, untouched
+    with pytest.raises(ValueError, match="blend_jpeg"):
+        TrainConfig(data_dir=faces, run_dir="x", blend_jpeg=1.5)
