@@ -89,11 +89,12 @@ def recompressed(folder: str, tmp: str, quality: int) -> str:
 
 def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
     """Self-blends made a second on one core, of the first `n` training faces with their
-    landmarks (as in training): whether blending can keep up with the network."""
+    landmarks, each re-encoded afterwards as often as training does (`blend_jpeg`): whether
+    blending can keep up with the network."""
     import numpy as np
     import torch
 
-    from pipeline.selfblend import blend
+    from pipeline.selfblend import blend, reencoded
     from pipeline.training import list_images, load_image
     from pipeline.trainplan import read_landmarks, split_dirs
 
@@ -110,7 +111,10 @@ def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
     try:
         started = time.perf_counter()
         for i, (p, img) in enumerate(zip(paths, images, strict=True)):
-            blend(img, np.random.default_rng(i), landmarks.get(p))
+            rng = np.random.default_rng(i)
+            fake = blend(img, rng, landmarks.get(p))[0]
+            if rng.random() < cfg.blend_jpeg:
+                reencoded(fake, rng)
         return round(len(paths) / (time.perf_counter() - started), 1)
     finally:
         torch.set_num_threads(threads)

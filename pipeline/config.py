@@ -342,11 +342,13 @@ class TrainConfig:
     # "ellipse" is an irregular ellipse around the crop's centre (the ablation of the outline).
     blend_mask: str = "outline"
     # With self-blending, the share of faces (real, blended and fake alike) re-encoded as JPEG
-    # at a quality of 40-100 after blending, as SBI's final transforms do. A blend resamples
-    # the pasted copy, so inside the mask the image's 8x8 JPEG block grid is gone while outside
-    # it stays: a trace that any later re-encoding of a real fake erases, which a model trained
-    # on untouched blends learns first (docs/quality.md, "Real faces only"). 0: never.
-    blend_jpeg: float = 0.5
+    # at a quality of 40-100 after blending, as SBI's final transforms do (0.5 there). A blend
+    # resamples the pasted copy, so inside the mask the image's 8x8 JPEG block grid is gone
+    # while outside it stays: a trace that any later re-encoding of a real fake erases. Off
+    # until a row shows it pays: at 0.5 the small CPU row's model held its blends through a
+    # re-encoding far better but transferred less to the data sets' fakes (docs/quality.md,
+    # "Real faces only").
+    blend_jpeg: float = 0.0
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
     boundary_weight: float = setting(

@@ -25,7 +25,7 @@ from pipeline.training import (
     source_repeats,
     train_one_epoch,
 )
-from pipeline.trainplan import describe_balance, preprocess_for, training_set
+from pipeline.trainplan import describe_balance, preprocess_for, training_set, validation_set
 
 
 @pytest.fixture(scope="module")
@@ -401,3 +401,16 @@ def test_balancing_a_folder_without_source_folders_changes_nothing(faces, tmp_pa
     cfg = TrainConfig(str(tmp_path), run_dir=str(tmp_path / "run"), balance_sources=True)
     assert source_repeats(list_images(faces), faces) == {"fake": 1, "real": 1}
     assert "nothing to balance" in describe_balance(cfg)
+
+
+def test_blend_jpeg_reencodes_a_real_only_runs_validation_faces_of_both_kinds(tmp_path):
+    for split in ("train", "val"):
+        write_face_images(tmp_path / split, n_real=3, n_fake=0, size=48)
+    cfg = TrainConfig(str(tmp_path), run_dir=str(tmp_path / "run"), image_size=48)
+    preprocess = preprocess_for(cfg)
+    plain = validation_set(cfg, preprocess, {})
+    reencoded = validation_set(dataclasses.replace(cfg, blend_jpeg=1.0), preprocess, {})
+    assert len(plain) == len(reencoded) == 6  # three real faces and a blend of each
+    for i in range(6):
+        assert plain[i][1] == reencoded[i][1] and not torch.equal(plain[i][0], reencoded[i][0])
+        assert torch.equal(reencoded[i][0], reencoded[i][0])  # seeded: the same every epoch
