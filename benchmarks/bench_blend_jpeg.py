@@ -22,17 +22,13 @@ import cv2
 import numpy as np
 import torch
 from bench_quality import REAL_SETS, data_option, require_face_data  # this folder
+from torch.utils.data import DataLoader
 
 from pipeline.metrics import auc
 from pipeline.model import load_checkpoint, model_from_checkpoint
-from pipeline.selfblend import blend, face_landmarks, landmark_detector
-from pipeline.training import eval_transform
-
-
-def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    _, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+from pipeline.scoring import default_device
+from pipeline.selfblend import blend, face_landmarks, jpeg_round_trip, landmark_detector
+from pipeline.training import eval_transform, predict
 
 
 @click.command()
@@ -44,19 +40,21 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
 def main(checkpoint, data, sets, faces, qualities):
     require_face_data(data)
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt).eval()
+    device = default_device()
+    model = model_from_checkpoint(ckpt).to(device)
     prepare = eval_transform(ckpt["preprocess"], ckpt.get("config", {}).get("resize", True))
+    tta = ckpt["preprocess"].tta
     detector = landmark_detector()
 
     @torch.inference_mode()
-    def scores(images: list[np.ndarray]) -> np.ndarray:
-        out = []
-        for i in range(0, len(images), 32):
-            x = torch.stack(
-                [prepare(torch.from_numpy(a).permute(2, 0, 1)) for a in images[i : i + 32]]
-            )
-            out.append(torch.sigmoid(model(x).float().flatten()))
-        return torch.cat(out).numpy()
+    def scores(images: list[np.ndarray], labels: list[int]) -> np.ndarray:
+        """Each image scored as `deepfake evaluate` scores a face (its TTA included)."""
+        faces = [
+            (prepare(torch.from_numpy(a).permute(2, 0, 1)), y)
+            for a, y in zip(images, labels, strict=True)
+        ]
+        _, probabilities, _ = predict(model, DataLoader(faces, batch_size=32), device, tta)
+        return probabilities
 
     for name in sets.split(","):
         paths = sorted(glob.glob(os.path.join(data, name, "val", "real", "*")))[:faces]
@@ -67,9 +65,9 @@ def main(checkpoint, data, sets, faces, qualities):
         ]
         labels = [0] * len(reals) + [1] * len(fakes)
         for q in [None] + [int(v) for v in qualities.split(",")]:
-            images = reals + fakes if q is None else [jpeg(a, q) for a in reals + fakes]
+            images = reals + fakes if q is None else [jpeg_round_trip(a, q) for a in reals + fakes]
             row = {"set": name, "faces": len(reals), "jpeg_quality": q}
-            row["blend_auc"] = round(auc(labels, scores(images)), 4)
+            row["blend_auc"] = round(auc(labels, scores(images, labels)), 4)
             print(json.dumps(row), flush=True)
 
 

@@ -184,7 +184,11 @@ def reencoded(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     JPEG_QUALITY. Applied after blending to real faces and blends alike, it erases what a blend
     does to the image's own JPEG block grid (the pasted copy is resampled, so inside the mask
     the grid is gone): a trace that the re-encoding of any real fake erases too."""
-    quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+    return jpeg_round_trip(img, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))
+
+
+def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image -> the same image encoded as JPEG at `quality` and decoded."""
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
