@@ -57,6 +57,7 @@ from pipeline.training import (
 from pipeline.trainplan import (
     LandmarkCache,
     describe_balance,
+    loader_options,
     phase_epochs,
     phase_of,
     phase_start,
@@ -93,7 +94,7 @@ def train_loop(loop_config: dict) -> None:
     loader_workers = max(0, cfg.cpus_per_worker - 1)
     train_loader = DataLoader(
         train_set,
-        batch_size=cfg.batch_size,
+        **loader_options(cfg),
         shuffle=True,
         drop_last=len(train_set) >= 2 * cfg.batch_size * world,
         num_workers=loader_workers,

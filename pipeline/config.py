@@ -349,6 +349,12 @@ class TrainConfig:
     # re-encoding far better but transferred less to the data sets' fakes (docs/quality.md,
     # "Real faces only").
     blend_jpeg: float = 0.0
+    # With self-blending, each real face comes with its own blend in the same batch, the two
+    # cut, flipped and jittered alike (SBI's batches: the face as the blend's target and its
+    # blend), instead of blends shuffled apart from their faces under draws of their own: the
+    # only difference left between a pair is the blend. A batch then holds batch_size faces,
+    # batch_size / 2 pairs; self_blend_fraction does not apply.
+    blend_pairs: bool = False
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
     boundary_weight: float = setting(

@@ -156,6 +156,16 @@ def blend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(H, W, 3) uint8 face -> (self-blended fake, uint8; boundary map 4*M*(1-M), float32 in
     0..1, zero inside and outside the blend's edge)."""
+    return blend_pair(img, rng, landmarks)[1:]
+
+
+def blend_pair(
+    img: np.ndarray, rng: np.random.Generator, landmarks: dict | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 face -> (the blend's target, its self-blended fake, both uint8; the
+    boundary map). The target is the face as the blend's background copy is (recoloured when
+    the draw altered that copy): SBI trains on exactly this pair, so that nothing but the
+    pasted copy tells the two apart."""
     h, w = img.shape[:2]
     target = img.astype(np.float32)
     source = target.copy()
@@ -168,7 +178,11 @@ def blend(
     boundary = 4.0 * mask * (1.0 - mask)
     m = (mask * rng.choice(BLEND_RATIOS))[..., None]
     out = m * source + (1.0 - m) * target
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8), boundary.astype(np.float32)
+    return _uint8(target), _uint8(out), boundary.astype(np.float32)
+
+
+def _uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
 def recoloured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -176,7 +190,7 @@ def recoloured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     the altered target and its blend, so the colour change alone never marks a fake)."""
     if rng.random() < 0.5:
         return img
-    return np.clip(_colour(img.astype(np.float32), rng) + 0.5, 0, 255).astype(np.uint8)
+    return _uint8(_colour(img.astype(np.float32), rng))
 
 
 def reencoded(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -184,7 +198,12 @@ def reencoded(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     JPEG_QUALITY. Applied after blending to real faces and blends alike, it erases what a blend
     does to the image's own JPEG block grid (the pasted copy is resampled, so inside the mask
     the grid is gone): a trace that the re-encoding of any real fake erases too."""
-    return jpeg_round_trip(img, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))
+    return jpeg_round_trip(img, jpeg_quality(rng))
+
+
+def jpeg_quality(rng: np.random.Generator) -> int:
+    """A quality drawn from JPEG_QUALITY, as `reencoded` draws it."""
+    return int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
 
 
 def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:

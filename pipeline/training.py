@@ -22,7 +22,14 @@ from torchvision.transforms import v2
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import set_backbone_trainable
 from pipeline.scoring import native_bf16, tta_logits
-from pipeline.selfblend import blend, recoloured, reencoded
+from pipeline.selfblend import (
+    blend,
+    blend_pair,
+    jpeg_quality,
+    jpeg_round_trip,
+    recoloured,
+    reencoded,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CLASSES = ("real", "fake")  # index = label
@@ -161,7 +168,12 @@ class FaceImages(Dataset):
     With `boundaries` an item is (image, label, boundary map, whether the map is known): the
     blend's edge map for a blend, zeros for a real face, unknown for a fake from the folder.
     `jpeg`: the share of items (real, blended and fake alike) re-encoded as JPEG after blending
-    (`reencoded`), so that a blend's broken JPEG grid never marks it."""
+    (`reencoded`), so that a blend's broken JPEG grid never marks it.
+    `pairs` (training with blends, SBI's way): item i of a real face is that face, as the
+    blend's target, stacked with its own blend, both cut, flipped, jittered and re-encoded with
+    the same draws, so that nothing but the blend tells them apart; a folder's fake is a stack
+    of one. Items are then (k, C, H, W) stacks with k labels: load them with `concat_items`.
+    `blend_fraction` does not apply (one blend of every real face)."""
 
     def __init__(
         self,
@@ -174,12 +186,13 @@ class FaceImages(Dataset):
         boundaries: bool = False,
         seed: int = 0,
         jpeg: float = 0.0,
+        pairs: bool = False,
     ):
         self.items = items
-        self.jpeg = jpeg
+        self.jpeg, self.pairs = jpeg, pairs
         self.transform = transform
         self.reals = [i for i, (_, y) in enumerate(items) if y == 0]
-        self.n_blend = round(blend_fraction * len(self.reals))
+        self.n_blend = 0 if pairs else round(blend_fraction * len(self.reals))
         self.landmarks = landmarks or {}
         self.fixed_blends, self.boundaries, self.seed = fixed_blends, boundaries, seed
         self.cache: list[torch.Tensor] | None = None
@@ -211,6 +224,8 @@ class FaceImages(Dataset):
         return np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
 
     def __getitem__(self, i: int):
+        if self.pairs:
+            return self._pair(i)
         boundary = known = None
         if i < len(self.items):
             img, label = self._image(i), self.items[i][1]
@@ -237,6 +252,37 @@ class FaceImages(Dataset):
         if self.transform is not None:  # the crops and flips move the map with the face
             img, mask = self.transform(img, mask)
         return img, label, mask.as_subclass(torch.Tensor), known
+
+    def _pair(self, i: int):
+        """Item i with `pairs`: a real face and its blend, or a folder's fake alone."""
+        label = self.items[i][1]
+        hwc = np.ascontiguousarray(self._image(i).permute(1, 2, 0).numpy())
+        if label == 0:
+            real, fake, edge = blend_pair(hwc, self._rng(i), self.landmarks.get(self.items[i][0]))
+            faces, labels, maps = [real, fake], [0, 1], [np.zeros_like(edge), edge]
+            known = [True, True]
+        else:  # a fake from the folder: where its blend lies is not known
+            faces, labels, known = [hwc], [1], [False]
+            maps = [np.zeros(hwc.shape[:2], np.float32)]
+        if self.jpeg:
+            rng = self._rng(i, stream=1)
+            if rng.random() < self.jpeg:
+                quality = jpeg_quality(rng)  # one quality for the pair, as one draw for both
+                faces = [jpeg_round_trip(face, quality) for face in faces]
+        stack = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2)
+        targets = torch.tensor(labels, dtype=torch.int64)
+        if not self.boundaries:
+            return (self.transform(stack) if self.transform is not None else stack), targets
+        mask = tv_tensors.Mask(torch.from_numpy(np.stack(maps))[:, None])
+        if self.transform is not None:  # one set of draws for every face and map of the stack
+            stack, mask = self.transform(stack, mask)
+        return stack, targets, mask.as_subclass(torch.Tensor), torch.tensor(known)
+
+
+def concat_items(batch: list[tuple]) -> tuple:
+    """A DataLoader's collate for FaceImages(pairs=True): each field's stacks joined along the
+    first axis, so a batch of n items holds up to 2n faces."""
+    return tuple(torch.cat(field) for field in zip(*batch, strict=True))
 
 
 def set_phase(model: nn.Module, phase: str) -> None:

@@ -18,6 +18,7 @@ from pipeline.training import (
     Repeated,
     balance_sources,
     build_transform,
+    concat_items,
     list_images,
     source_repeats,
 )
@@ -113,7 +114,8 @@ def resolve_self_blend(cfg: TrainConfig, log: Callable[[str], None]):
     if not has_fakes:
         log(
             f"no fake images in {train_dir}: training on its {len(train)} real faces and a "
-            "self-blended fake of each (a new blend every epoch)"
+            "self-blended fake of each (a new blend every epoch"
+            + (", beside its face in the same batch)" if cfg.blend_pairs else ")")
         )
     val_fakes = any(y for _, y in val)
     if not val_fakes:
@@ -176,7 +178,8 @@ def describe_balance(cfg: TrainConfig) -> str:
 
 def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> Dataset:
     """The training faces with their transform and, with self-blending, a new blend of each
-    real face every epoch; with --train-crop, each image several times an epoch."""
+    real face every epoch (with `blend_pairs`, beside its face: items are stacks, loaded with
+    `loader_options`); with --train-crop, each image several times an epoch."""
     folder = split_dirs(cfg)[0]
     items = list_images(folder, need_fakes=False)
     if cfg.balance_sources:
@@ -189,8 +192,18 @@ def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> D
         landmarks=landmarks,
         boundaries=cfg.boundary_head,
         jpeg=cfg.blend_jpeg if cfg.self_blend else 0.0,
+        pairs=bool(cfg.self_blend and cfg.blend_pairs),
     )
     return Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
+
+
+def loader_options(cfg: TrainConfig) -> dict:
+    """The training DataLoader's batch size and collate: with `blend_pairs` an item is a face
+    and its blend, so a batch of batch_size faces is batch_size / 2 items joined by
+    `concat_items`."""
+    if cfg.self_blend and cfg.blend_pairs:
+        return {"batch_size": max(1, cfg.batch_size // 2), "collate_fn": concat_items}
+    return {"batch_size": cfg.batch_size}
 
 
 def validation_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> Dataset:

@@ -8,11 +8,12 @@ from fixtures import face_photo, write_face_images
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import BoundaryModel, build_model
-from pipeline.selfblend import blend, face_landmarks, face_mask, reencoded
+from pipeline.selfblend import blend, blend_pair, face_landmarks, face_mask, reencoded
 from pipeline.training import (
     FaceImages,
     boundary_loss,
     build_transform,
+    concat_items,
     list_images,
     load_image,
 )
@@ -129,3 +130,50 @@ def test_real_faces_and_blends_alike_are_reencoded_from_their_seed(tmp_path):
     assert torch.equal(plain[0][0], load_image(items[0][0]))  # without it, untouched
     with pytest.raises(ValueError, match="blend_jpeg"):
         TrainConfig(data_dir=faces, run_dir="x", blend_jpeg=1.5)
+
+
+def test_a_pair_is_the_blends_own_target_and_its_blend():
+    img = portrait(96)
+    kept = recoloured = 0
+    for seed in range(8):
+        target, fake, edge = blend_pair(img, np.random.default_rng(seed))
+        alone, alone_edge = blend(img, np.random.default_rng(seed))
+        assert np.array_equal(fake, alone) and np.array_equal(edge, alone_edge)  # same draws
+        # away from the face the blend is its target, pixel for pixel
+        assert np.array_equal(fake[:8, :8], target[:8, :8]) and not np.array_equal(fake, target)
+        if np.array_equal(target, img):
+            kept += 1
+        else:  # the target copy was the recoloured one: the same face in other colours
+            recoloured += 1
+            assert np.abs(target.astype(int) - img).mean() < 40
+    assert kept and recoloured  # either copy is altered, as in SBI
+
+
+def test_paired_items_are_a_face_and_its_blend_cut_and_flipped_alike(tmp_path):
+    faces = write_face_images(tmp_path, n_real=3, n_fake=1, size=64)
+    items = list_images(faces)
+    cfg = TrainConfig(data_dir=faces, run_dir="x", image_size=64, resize=False, train_crop=48,
+                      augment="light")  # fmt: skip
+    transform = build_transform(cfg, Preprocess(input_size=64), True)
+    paired = FaceImages(items, transform, pairs=True, boundaries=True)
+    apart = FaceImages(items, transform, 1.0, boundaries=True)
+    assert len(paired) == 4 and len(apart) == 4 + 3  # blends beside their faces, not after
+    for i, (_, label) in enumerate(items):
+        img, labels, maps, known = paired[i]
+        if label == 1:  # a folder's fake: alone, its blend edge unknown
+            assert img.shape == (1, 3, 48, 48) and labels.tolist() == [1]
+            assert known.tolist() == [False]
+            continue
+        assert img.shape == (2, 3, 48, 48) and maps.shape == (2, 1, 48, 48)
+        assert labels.tolist() == [0, 1] and known.tolist() == [True, True]
+        assert maps[0].max() == 0 and maps[1].max() > 0.3
+        # one crop and flip for both: outside the blend, every pixel of the two is the same
+        same = (img[0] == img[1]).all(0).float().mean()
+        assert same > 0.2
+        # a face and a blend drawn apart (another crop) share almost no pixel
+        its_blend = apart[len(items) + apart.reals.index(i)]
+        assert its_blend[1] == 1 and (apart[i][0] == its_blend[0]).all(0).float().mean() < 0.05
+    loader = torch.utils.data.DataLoader(paired, batch_size=4, collate_fn=concat_items)
+    img, labels, maps, known = next(iter(loader))
+    assert img.shape == (7, 3, 48, 48) and maps.shape == (7, 1, 48, 48)
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1, 1] and known.sum() == 6

@@ -25,7 +25,13 @@ from pipeline.training import (
     source_repeats,
     train_one_epoch,
 )
-from pipeline.trainplan import describe_balance, preprocess_for, training_set, validation_set
+from pipeline.trainplan import (
+    describe_balance,
+    loader_options,
+    preprocess_for,
+    training_set,
+    validation_set,
+)
 
 
 @pytest.fixture(scope="module")
@@ -414,3 +420,35 @@ def test_blend_jpeg_reencodes_a_real_only_runs_validation_faces_of_both_kinds(tm
     for i in range(6):
         assert plain[i][1] == reencoded[i][1] and not torch.equal(plain[i][0], reencoded[i][0])
         assert torch.equal(reencoded[i][0], reencoded[i][0])  # seeded: the same every epoch
+
+
+def test_paired_blends_train_in_batches_of_faces_beside_their_blends(tmp_path):
+    from pipeline.model import BoundaryModel
+    from pipeline.trainplan import resolve_self_blend
+
+    for split in ("train", "val"):
+        write_face_images(tmp_path / split, n_real=6, n_fake=0, size=48)
+    cfg = TrainConfig(str(tmp_path), run_dir=str(tmp_path / "run"), recipe="npr",
+                      image_size=48, batch_size=4, blend_pairs=True)  # fmt: skip
+    logged = []
+    cfg, _ = resolve_self_blend(cfg, logged.append)
+    assert cfg.self_blend and "beside its face in the same batch" in logged[0]
+    options = loader_options(cfg)
+    assert options["batch_size"] == 2  # two faces and their two blends: batch_size faces
+    loader = torch.utils.data.DataLoader(training_set(cfg, preprocess_for(cfg), {}), **options)
+    batches = list(loader)
+    assert len(batches) == 3 and all(b[0].shape == (4, 3, 48, 48) for b in batches)
+    assert all(b[1].tolist() == [0, 1, 0, 1] for b in batches)
+    torch.manual_seed(0)
+    model = BoundaryModel(build_model(cfg.arch))
+    opt = make_optimizer(model, 1e-3, 0.0)
+    sched = make_scheduler(opt, len(batches), 1, 0.0)
+    loss = train_one_epoch(model, torch.nn.BCEWithLogitsLoss(), opt, sched, batches, "cpu",
+                           boundary_weight=1.0)  # fmt: skip
+    assert np.isfinite(loss) and loss > 0
+    # without pairs, the loader keeps the batch size and blends come as items of their own
+    apart = dataclasses.replace(cfg, blend_pairs=False)
+    assert (
+        loader_options(apart) == {"batch_size": 4}
+        and len(training_set(apart, preprocess_for(apart), {})) == 12
+    )
