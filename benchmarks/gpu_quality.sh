@@ -46,6 +46,12 @@ row real_all_ellipse 150 npr-full all --real-only --set epochs_full="$epochs_all
 # half the faces, real and blended alike, re-encoded as JPEG after blending (SBI's setting)
 row real_all_jpeg 150 npr-full all --real-only --set epochs_full="$epochs_all" \
   --set blend_jpeg=0.5
+# each face beside its own blend in the batch, cut and jittered alike (SBI's batches), without
+# and with SBI's re-encoding
+row real_all_pairs 150 npr-full all --real-only --set epochs_full="$epochs_all" \
+  --set blend_pairs=True
+row real_all_sbi 150 npr-full all --real-only --set epochs_full="$epochs_all" \
+  --set blend_pairs=True --set blend_jpeg=0.5
 row combined_all 180 npr-full all --set epochs_full="$epochs_all" --set self_blend=True
 row npr_without_ffhq 120 npr ciplab_photoshop,lfw_faceswap,celeb_faceedit \
   --set epochs_full="$epochs_all"  # StyleGAN held out: a generator never seen
