@@ -450,6 +450,11 @@ class TrainConfig:
         return max(1, round((self.image_size / self.train_crop) ** 2))
 
     @property
+    def paired_blends(self) -> bool:
+        """Whether each real face trains beside its own blend: self-blending and blend_pairs."""
+        return bool(self.self_blend) and self.blend_pairs
+
+    @property
     def boundary_head(self) -> bool:
         """Whether the run trains a boundary head: self-blending on and a weight above 0."""
         return bool(self.self_blend) and self.boundary_weight > 0

@@ -28,7 +28,6 @@ from pipeline.selfblend import (
     jpeg_quality,
     jpeg_round_trip,
     recoloured,
-    reencoded,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -241,15 +240,28 @@ class FaceImages(Dataset):
             fake, edge = blend(hwc, self._rng(i), self.landmarks.get(self.items[real][0]))
             img, label = torch.from_numpy(fake).permute(2, 0, 1), 1
             known, boundary = True, torch.from_numpy(edge)
-        if self.jpeg:
-            rng = self._rng(i, stream=1)
-            if rng.random() < self.jpeg:
-                hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
-                img = torch.from_numpy(reencoded(hwc, rng)).permute(2, 0, 1)
+        quality = self._jpeg_quality(i)
+        if quality is not None:
+            hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
+            img = torch.from_numpy(jpeg_round_trip(hwc, quality)).permute(2, 0, 1)
+        return self._transformed(img, label, None if boundary is None else boundary[None], known)
+
+    def _jpeg_quality(self, i: int) -> int | None:
+        """The JPEG quality item i is re-encoded at after blending (`jpeg` of the time, drawn
+        as `selfblend.reencoded` draws it; one for a face and its blend alike), or None."""
+        if not self.jpeg:
+            return None
+        rng = self._rng(i, stream=1)
+        return jpeg_quality(rng) if rng.random() < self.jpeg else None
+
+    def _transformed(self, img: torch.Tensor, label, maps: torch.Tensor | None, known):
+        """The item as training reads it: the image through the transform, and with
+        `boundaries` its boundary maps (a leading axis of one map per image) moved by the same
+        crops and flips, and whether they are known."""
         if not self.boundaries:
             return (self.transform(img) if self.transform is not None else img), label
-        mask = tv_tensors.Mask(boundary[None])
-        if self.transform is not None:  # the crops and flips move the map with the face
+        mask = tv_tensors.Mask(maps)
+        if self.transform is not None:  # one set of draws for the faces and their maps
             img, mask = self.transform(img, mask)
         return img, label, mask.as_subclass(torch.Tensor), known
 
@@ -264,19 +276,13 @@ class FaceImages(Dataset):
         else:  # a fake from the folder: where its blend lies is not known
             faces, labels, known = [hwc], [1], [False]
             maps = [np.zeros(hwc.shape[:2], np.float32)]
-        if self.jpeg:
-            rng = self._rng(i, stream=1)
-            if rng.random() < self.jpeg:
-                quality = jpeg_quality(rng)  # one quality for the pair, as one draw for both
-                faces = [jpeg_round_trip(face, quality) for face in faces]
+        quality = self._jpeg_quality(i)
+        if quality is not None:
+            faces = [jpeg_round_trip(face, quality) for face in faces]
         stack = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2)
         targets = torch.tensor(labels, dtype=torch.int64)
-        if not self.boundaries:
-            return (self.transform(stack) if self.transform is not None else stack), targets
-        mask = tv_tensors.Mask(torch.from_numpy(np.stack(maps))[:, None])
-        if self.transform is not None:  # one set of draws for every face and map of the stack
-            stack, mask = self.transform(stack, mask)
-        return stack, targets, mask.as_subclass(torch.Tensor), torch.tensor(known)
+        edges = torch.from_numpy(np.stack(maps))[:, None]
+        return self._transformed(stack, targets, edges, torch.tensor(known))
 
 
 def concat_items(batch: list[tuple]) -> tuple:

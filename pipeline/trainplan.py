@@ -192,7 +192,7 @@ def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> D
         landmarks=landmarks,
         boundaries=cfg.boundary_head,
         jpeg=cfg.blend_jpeg if cfg.self_blend else 0.0,
-        pairs=bool(cfg.self_blend and cfg.blend_pairs),
+        pairs=cfg.paired_blends,
     )
     return Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
 
@@ -201,7 +201,7 @@ def loader_options(cfg: TrainConfig) -> dict:
     """The training DataLoader's batch size and collate: with `blend_pairs` an item is a face
     and its blend, so a batch of batch_size faces is batch_size / 2 items joined by
     `concat_items`."""
-    if cfg.self_blend and cfg.blend_pairs:
+    if cfg.paired_blends:
         return {"batch_size": max(1, cfg.batch_size // 2), "collate_fn": concat_items}
     return {"batch_size": cfg.batch_size}
 
