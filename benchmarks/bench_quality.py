@@ -89,12 +89,13 @@ def recompressed(folder: str, tmp: str, quality: int) -> str:
 
 def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
     """Self-blends made a second on one core, of the first `n` training faces with their
-    landmarks, each re-encoded afterwards as often as training does (`blend_jpeg`): whether
-    blending can keep up with the network."""
+    landmarks, pasting another of those faces as often as training does (`blend_donors`) and
+    each re-encoded afterwards as often as training does (`blend_jpeg`): whether blending can
+    keep up with the network."""
     import numpy as np
     import torch
 
-    from pipeline.selfblend import blend, reencoded
+    from pipeline.selfblend import blend_pair, reencoded
     from pipeline.training import list_images, load_image
     from pipeline.trainplan import read_landmarks, split_dirs
 
@@ -112,7 +113,10 @@ def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
         started = time.perf_counter()
         for i, (p, img) in enumerate(zip(paths, images, strict=True)):
             rng = np.random.default_rng(i)
-            fake = blend(img, rng, landmarks.get(p))[0]
+            other = (i + 1) % len(paths)
+            donor = (images[other], landmarks.get(paths[other]))
+            pasted = donor if rng.random() < cfg.blend_donors else None
+            fake = blend_pair(img, rng, landmarks.get(p), pasted)[1]
             if rng.random() < cfg.blend_jpeg:
                 reencoded(fake, rng)
         return round(len(paths) / (time.perf_counter() - started), 1)

@@ -357,6 +357,11 @@ class TrainConfig:
     # the small CPU rows learned their own blends faster with it (0.95 AUC against 0.91 in two
     # epochs) but reached the data sets' fakes no better (docs/quality.md, "Real faces only").
     blend_pairs: bool = False
+    # With self-blending, the share of training blends that paste another real face of the set
+    # (moved onto the face by its eyes, its colours matched: Face X-ray's blends of two people)
+    # instead of the face itself: a face swap changes the identity, a self-blend does not.
+    # Validation's blends stay self-blends, so every row's own-blend AUC is comparable.
+    blend_donors: float = 0.0
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
     boundary_weight: float = setting(
@@ -423,6 +428,8 @@ class TrainConfig:
             raise ValueError("boundary_weight must be at least 0")
         if not 0.0 <= self.blend_jpeg <= 1.0:
             raise ValueError("blend_jpeg must lie in [0, 1]")
+        if not 0.0 <= self.blend_donors <= 1.0:
+            raise ValueError("blend_donors must lie in [0, 1]")
         if self.boundary_head and self.mix != "none":
             raise ValueError(
                 "mixup and cutmix do not mix the boundary head's targets: use --mix none with "

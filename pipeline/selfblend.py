@@ -11,8 +11,10 @@ The mask follows the face: a hull through points placed from the face's box and 
 (`face_landmarks`, found once per training image by the scan's detector and eye cascades, and
 cached by the caller), deformed vertex by vertex, then blurred with random kernels as SBI's
 mask is. Without landmarks it is an irregular ellipse around the centre of the crop (faces
-from extract-faces are centred). The blend also returns the boundary map `4*M*(1-M)` of its
-mask M (Face X-ray, CVPR 2020; LAA-Net, CVPR 2024): the dense target of the boundary head.
+from extract-faces are centred). With a donor the pasted copy is another real face, moved
+onto this one by its eyes (Face X-ray's blends, which change the identity as a swap does).
+The blend also returns the boundary map `4*M*(1-M)` of its mask M (Face X-ray, CVPR 2020;
+LAA-Net, CVPR 2024): the dense target of the boundary head.
 
 Everything random is drawn from the `rng` given, so a seed gives the same blend.
 """
@@ -67,7 +69,7 @@ def face_landmarks(img: np.ndarray, detector=None) -> dict | None:
     return {"box": [box.x, box.y, box.w, box.h], "eyes": eyes}
 
 
-def _eye_frame(h: int, w: int, landmarks: dict | None, rng: np.random.Generator):
+def _eye_frame(h: int, w: int, landmarks: dict | None):
     """(centre between the eyes, unit vector along the eye line, eye distance)."""
     if landmarks and landmarks.get("eyes"):
         (lx, ly), (rx, ry) = landmarks["eyes"]
@@ -89,7 +91,7 @@ def face_mask(
     """A soft face-shaped mask, float32 in 0..1: the hull of the face's outline points
     (landmarks) deformed vertex by vertex, or an irregular ellipse around the crop's centre;
     then SBI's edge: blurred, cut at a random level, blurred again."""
-    frame = _eye_frame(h, w, landmarks, rng)
+    frame = _eye_frame(h, w, landmarks)
     if frame is not None:
         centre, along, d = frame
         down = np.array([-along[1], along[0]])
@@ -160,15 +162,20 @@ def blend(
 
 
 def blend_pair(
-    img: np.ndarray, rng: np.random.Generator, landmarks: dict | None = None
+    img: np.ndarray,
+    rng: np.random.Generator,
+    landmarks: dict | None = None,
+    donor: tuple[np.ndarray, dict | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(H, W, 3) uint8 face -> (the blend's target, its self-blended fake, both uint8; the
     boundary map). The target is the face as the blend's background copy is (recoloured when
     the draw altered that copy): SBI trains on exactly this pair, so that nothing but the
-    pasted copy tells the two apart."""
+    pasted copy tells the two apart. With a `donor` (another real face and its landmarks) the
+    pasted copy is that face instead, moved onto this one (`onto`): Face X-ray's blend of two
+    people, a face swap's change of identity; everything else is drawn as for a self-blend."""
     h, w = img.shape[:2]
     target = img.astype(np.float32)
-    source = target.copy()
+    source = target.copy() if donor is None else onto(*donor, img, landmarks)
     if rng.random() < 0.5:  # SBI alters either copy; the other keeps the original
         source = _colour(source, rng)
     else:
@@ -179,6 +186,37 @@ def blend_pair(
     m = (mask * rng.choice(BLEND_RATIOS))[..., None]
     out = m * source + (1.0 - m) * target
     return _uint8(target), _uint8(out), boundary.astype(np.float32)
+
+
+def onto(
+    donor: np.ndarray, donor_landmarks: dict | None, img: np.ndarray, landmarks: dict | None
+) -> np.ndarray:
+    """Another face, float32, moved onto the face `img`: scaled, turned and shifted so that its
+    eyes lie on this face's eyes (stretched to this crop where either face's eyes or box are
+    unknown: crops from extract-faces are centred alike), then its colours matched to this
+    face's inside the face (each channel's mean and spread, as Face X-ray's colour correction),
+    so that the pasted face fits as a swap's would before the blend's own mismatches."""
+    h, w = img.shape[:2]
+    dh, dw = donor.shape[:2]
+    to, src = _eye_frame(h, w, landmarks), _eye_frame(dh, dw, donor_landmarks)
+    if to is None or src is None:
+        moved = cv2.resize(donor, (w, h), interpolation=cv2.INTER_AREA)
+    else:
+        (c1, a1, d1), (c0, a0, d0) = to, src
+        turn = np.arctan2(a1[1], a1[0]) - np.arctan2(a0[1], a0[0])
+        rot = (d1 / d0) * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+        m = np.hstack([rot, (c1 - rot @ c0)[:, None]])
+        moved = cv2.warpAffine(
+            donor, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+    moved = moved.astype(np.float32)
+    # The inside of the face: the outline's hull as one fixed draw makes it (no draw of `rng`).
+    inside = face_mask(h, w, np.random.default_rng(0), landmarks) > 0.5
+    if inside.sum() < 16:
+        return moved
+    ours, theirs = img[inside].astype(np.float32), moved[inside]
+    spread = np.clip(ours.std(0) / np.maximum(theirs.std(0), 1.0), 0.5, 2.0)
+    return (moved - theirs.mean(0)) * spread + ours.mean(0)
 
 
 def _uint8(img: np.ndarray) -> np.ndarray:

@@ -23,7 +23,6 @@ from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import set_backbone_trainable
 from pipeline.scoring import native_bf16, tta_logits
 from pipeline.selfblend import (
-    blend,
     blend_pair,
     jpeg_quality,
     jpeg_round_trip,
@@ -172,7 +171,9 @@ class FaceImages(Dataset):
     blend's target, stacked with its own blend, both cut, flipped, jittered and re-encoded with
     the same draws, so that nothing but the blend tells them apart; a folder's fake is a stack
     of one. Items are then (k, C, H, W) stacks with k labels: load them with `concat_items`.
-    `blend_fraction` does not apply (one blend of every real face)."""
+    `blend_fraction` does not apply (one blend of every real face).
+    `donors`: the share of training blends whose pasted face is another real face of the set
+    (`selfblend.onto`: Face X-ray's blends of two people) instead of the face itself."""
 
     def __init__(
         self,
@@ -186,9 +187,10 @@ class FaceImages(Dataset):
         seed: int = 0,
         jpeg: float = 0.0,
         pairs: bool = False,
+        donors: float = 0.0,
     ):
         self.items = items
-        self.jpeg, self.pairs = jpeg, pairs
+        self.jpeg, self.pairs, self.donors = jpeg, pairs, donors
         self.transform = transform
         self.reals = [i for i, (_, y) in enumerate(items) if y == 0]
         self.n_blend = 0 if pairs else round(blend_fraction * len(self.reals))
@@ -237,7 +239,8 @@ class FaceImages(Dataset):
         else:
             real = self.reals[(i - len(self.items)) % len(self.reals)]
             hwc = np.ascontiguousarray(self._image(real).permute(1, 2, 0).numpy())
-            fake, edge = blend(hwc, self._rng(i), self.landmarks.get(self.items[real][0]))
+            landmarks = self.landmarks.get(self.items[real][0])
+            fake, edge = blend_pair(hwc, self._rng(i), landmarks, self._donor(i, real))[1:]
             img, label = torch.from_numpy(fake).permute(2, 0, 1), 1
             known, boundary = True, torch.from_numpy(edge)
         quality = self._jpeg_quality(i)
@@ -245,6 +248,19 @@ class FaceImages(Dataset):
             hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
             img = torch.from_numpy(jpeg_round_trip(hwc, quality)).permute(2, 0, 1)
         return self._transformed(img, label, None if boundary is None else boundary[None], known)
+
+    def _donor(self, i: int, real: int) -> tuple[np.ndarray, dict | None] | None:
+        """The face pasted into blend i of real face `real`: another real face and its landmarks
+        (`donors` of the time, drawn from the real faces), or None for a self-blend."""
+        if not self.donors or len(self.reals) < 2:
+            return None
+        rng = self._rng(i, stream=2)
+        if rng.random() >= self.donors:
+            return None
+        other = self.reals[int(rng.integers(len(self.reals) - 1))]
+        other = self.reals[-1] if other == real else other  # never the face itself
+        hwc = np.ascontiguousarray(self._image(other).permute(1, 2, 0).numpy())
+        return hwc, self.landmarks.get(self.items[other][0])
 
     def _jpeg_quality(self, i: int) -> int | None:
         """The JPEG quality item i is re-encoded at after blending (`jpeg` of the time, drawn
@@ -270,7 +286,8 @@ class FaceImages(Dataset):
         label = self.items[i][1]
         hwc = np.ascontiguousarray(self._image(i).permute(1, 2, 0).numpy())
         if label == 0:
-            real, fake, edge = blend_pair(hwc, self._rng(i), self.landmarks.get(self.items[i][0]))
+            landmarks = self.landmarks.get(self.items[i][0])
+            real, fake, edge = blend_pair(hwc, self._rng(i), landmarks, self._donor(i, i))
             faces, labels, maps = [real, fake], [0, 1], [np.zeros_like(edge), edge]
             known = [True, True]
         else:  # a fake from the folder: where its blend lies is not known

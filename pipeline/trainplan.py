@@ -115,7 +115,13 @@ def resolve_self_blend(cfg: TrainConfig, log: Callable[[str], None]):
         log(
             f"no fake images in {train_dir}: training on its {len(train)} real faces and a "
             "self-blended fake of each (a new blend every epoch"
-            + (", beside its face in the same batch)" if cfg.blend_pairs else ")")
+            + (", beside its face in the same batch" if cfg.blend_pairs else "")
+            + (
+                f"; {cfg.blend_donors:.0%} of them pasting another real face"
+                if cfg.blend_donors
+                else ""
+            )
+            + ")"
         )
     val_fakes = any(y for _, y in val)
     if not val_fakes:
@@ -193,6 +199,7 @@ def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> D
         boundaries=cfg.boundary_head,
         jpeg=cfg.blend_jpeg if cfg.self_blend else 0.0,
         pairs=cfg.paired_blends,
+        donors=cfg.blend_donors if cfg.self_blend else 0.0,
     )
     return Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
 

@@ -8,7 +8,7 @@ from fixtures import face_photo, write_face_images
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import BoundaryModel, build_model
-from pipeline.selfblend import blend, blend_pair, face_landmarks, face_mask, reencoded
+from pipeline.selfblend import blend, blend_pair, face_landmarks, face_mask, onto, reencoded
 from pipeline.training import (
     FaceImages,
     boundary_loss,
@@ -177,3 +177,46 @@ def test_paired_items_are_a_face_and_its_blend_cut_and_flipped_alike(tmp_path):
     img, labels, maps, known = next(iter(loader))
     assert img.shape == (7, 3, 48, 48) and maps.shape == (7, 1, 48, 48)
     assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1, 1] and known.sum() == 6
+
+
+def test_a_donor_face_is_moved_onto_this_faces_eyes_in_this_faces_colours():
+    img = portrait()
+    lm = face_landmarks(img)
+    # The same face smaller, off centre, on grey and tinted: only its eyes say where it is.
+    donor = np.full((300, 280, 3), 90, np.uint8)
+    donor[60:252, 20:212] = cv2.resize(img, (192, 192))
+    donor = np.clip(donor * np.array([0.6, 1.0, 1.3]), 0, 255).astype(np.uint8)
+    donor_lm = face_landmarks(donor)
+    moved = onto(donor, donor_lm, img, lm)
+    assert moved.shape == img.shape and moved.dtype == np.float32
+    inside = face_mask(256, 256, np.random.default_rng(0), lm) > 0.5
+    # in this face's colours: each channel's mean and spread inside the face
+    assert np.abs(moved[inside].mean(0) - img[inside].mean(0)).max() < 1
+    assert np.abs(moved[inside].std(0) / img[inside].std(0) - 1).max() < 0.05
+    # and back in place (to a pixel or two: a 0.75 shrink and the eyes found again)
+    off = np.abs(moved[inside] - img[inside]).mean()
+    stretched = cv2.resize(donor, (256, 256)).astype(np.float32)  # what no alignment gives
+    assert off < 40 and np.abs(stretched[inside] - img[inside]).mean() > 2 * off
+    # A blend with a donor: this face outside the mask, reproducible, not the self-blend.
+    target, fake, edge = blend_pair(img, np.random.default_rng(4), lm, (donor, donor_lm))
+    again = blend_pair(img, np.random.default_rng(4), lm, (donor, donor_lm))[1]
+    itself = blend_pair(img, np.random.default_rng(4), lm)[1]
+    assert np.array_equal(fake, again) and not np.array_equal(fake, itself)
+    assert np.array_equal(fake[:8, :8], target[:8, :8]) and edge.max() > 0.5
+
+
+def test_face_images_paste_another_real_face_as_often_as_donors_asks(tmp_path):
+    faces = write_face_images(tmp_path, n_real=2, n_fake=0, size=64, seed=3)
+    items = list_images(faces, need_fakes=False)
+    images = [np.ascontiguousarray(load_image(p).permute(1, 2, 0).numpy()) for p, _ in items]
+
+    def blend_of(donors):  # face 0's seeded blend, item 2
+        data = FaceImages(items, None, 1.0, fixed_blends=True, seed=5, donors=donors)
+        return data[2][0].permute(1, 2, 0).numpy()
+
+    rng = np.random.default_rng((5, 2))
+    assert np.array_equal(blend_of(0.0), blend_pair(images[0], rng)[1])
+    rng = np.random.default_rng((5, 2))  # with two faces, the donor is always the other one
+    assert np.array_equal(blend_of(1.0), blend_pair(images[0], rng, None, (images[1], None))[1])
+    with pytest.raises(ValueError, match="blend_donors"):
+        TrainConfig(data_dir=faces, run_dir="x", blend_donors=1.5)
