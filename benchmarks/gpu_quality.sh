@@ -39,6 +39,10 @@ row nprfull_all_balanced 180 npr-full all --set epochs_full="$((epochs_all * 5 /
 # Real faces only (self-blends, never a fake), each part of the blend a row; then the
 # supervised sets with blends added (the combined row)
 row real_all 180 npr-full all --real-only --set epochs_full="$epochs_all"
+# self-blends only: no blend pastes another real face (the default pastes one in half of them,
+# Face X-ray's blends of two people: a swap changes the identity, a self-blend does not)
+row real_all_selfonly 150 npr-full all --real-only --set epochs_full="$epochs_all" \
+  --set blend_donors=0
 row real_all_noboundary 150 npr-full all --real-only --set epochs_full="$epochs_all" \
   --set boundary_weight=0
 row real_all_ellipse 150 npr-full all --real-only --set epochs_full="$epochs_all" \
@@ -52,10 +56,6 @@ row real_all_pairs 150 npr-full all --real-only --set epochs_full="$epochs_all" 
   --set blend_pairs=True
 row real_all_sbi 150 npr-full all --real-only --set epochs_full="$epochs_all" \
   --set blend_pairs=True --set blend_jpeg=0.5
-# half the blends paste another real face, moved onto the face by its eyes and its colours
-# matched (Face X-ray's blends of two people: a swap changes the identity, a self-blend not)
-row real_all_donors 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_donors=0.5
 row combined_all 180 npr-full all --set epochs_full="$epochs_all" --set self_blend=True
 row npr_without_ffhq 120 npr ciplab_photoshop,lfw_faceswap,celeb_faceedit \
   --set epochs_full="$epochs_all"  # StyleGAN held out: a generator never seen

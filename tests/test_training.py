@@ -452,10 +452,13 @@ def test_paired_blends_train_in_batches_of_faces_beside_their_blends(tmp_path):
         loader_options(apart) == {"batch_size": 4}
         and len(training_set(apart, preprocess_for(apart), {})) == 12
     )
-    # blends that paste another real face: said in the log line, made by the training set only
-    donors = dataclasses.replace(cfg, blend_donors=0.5, self_blend=None)
-    logged.clear()
-    donors, _ = resolve_self_blend(donors, logged.append)
-    assert "50% of them pasting another real face" in logged[0]
-    assert training_set(donors, preprocess_for(donors), {}).donors == 0.5
-    assert validation_set(donors, preprocess_for(donors), {}).donors == 0.0
+    # by default half the blends paste another real face: said in the log line, made by the
+    # training set only; with blend_donors=0, self-blends only
+    for donors, said in ((0.5, True), (0.0, False)):
+        run = dataclasses.replace(cfg, self_blend=None, blend_donors=donors)
+        logged.clear()
+        run, _ = resolve_self_blend(run, logged.append)
+        assert ("50% of them pasting another real face" in logged[0]) is said
+        assert training_set(run, preprocess_for(run), {}).donors == donors
+        assert validation_set(run, preprocess_for(run), {}).donors == 0.0
+    assert TrainConfig(str(tmp_path), run_dir="x").blend_donors == 0.5
