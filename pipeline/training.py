@@ -218,7 +218,7 @@ class FaceImages(Dataset):
 
     def _rng(self, i: int, stream: int = 0) -> np.random.Generator:
         """Item i's random draws: the same every epoch with `fixed_blends` (one stream for the
-        blend, another for the re-encoding), else new ones."""
+        blend, one for the re-encoding, one for the donor), else new ones."""
         if self.fixed_blends:
             return np.random.default_rng((self.seed, i, stream) if stream else (self.seed, i))
         # Seeded from torch's generator, which DataLoader seeds per worker and epoch.
