@@ -364,7 +364,8 @@ class TrainConfig:
     # the small CPU rows with 0.5 and 1.0 reached the real swaps and the GAN edits better than
     # two seeds of self-blends alone (lfw 0.513 and 0.546 against 0.453-0.481, celeb 0.717 and
     # 0.716 against 0.593-0.666), and 0.5 kept the composites (0.601) that 1.0 gave back
-    # (docs/quality.md, "Blends of two people"); 0: self-blends only.
+    # (docs/quality.md, "Blends of two people"; a second seed of 0.5 gained less: lfw 0.490,
+    # celeb 0.600); 0: self-blends only.
     blend_donors: float = 0.5
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
