@@ -216,6 +216,10 @@ class FaceImages(Dataset):
     def _image(self, i: int) -> torch.Tensor:
         return self.cache[i] if self.cache is not None else load_image(self.items[i][0])
 
+    def _hwc(self, i: int) -> np.ndarray:
+        """Image i as the blends take it: (H, W, 3) uint8, contiguous."""
+        return np.ascontiguousarray(self._image(i).permute(1, 2, 0).numpy())
+
     def _rng(self, i: int, stream: int = 0) -> np.random.Generator:
         """Item i's random draws: the same every epoch with `fixed_blends` (one stream for the
         blend, one for the re-encoding, one for the donor), else new ones."""
@@ -238,7 +242,7 @@ class FaceImages(Dataset):
                 boundary = torch.zeros(img.shape[-2:], dtype=torch.float32)
         else:
             real = self.reals[(i - len(self.items)) % len(self.reals)]
-            hwc = np.ascontiguousarray(self._image(real).permute(1, 2, 0).numpy())
+            hwc = self._hwc(real)
             landmarks = self.landmarks.get(self.items[real][0])
             fake, edge = blend_pair(hwc, self._rng(i), landmarks, self._donor(i, real))[1:]
             img, label = torch.from_numpy(fake).permute(2, 0, 1), 1
@@ -259,8 +263,7 @@ class FaceImages(Dataset):
             return None
         other = self.reals[int(rng.integers(len(self.reals) - 1))]
         other = self.reals[-1] if other == real else other  # never the face itself
-        hwc = np.ascontiguousarray(self._image(other).permute(1, 2, 0).numpy())
-        return hwc, self.landmarks.get(self.items[other][0])
+        return self._hwc(other), self.landmarks.get(self.items[other][0])
 
     def _jpeg_quality(self, i: int) -> int | None:
         """The JPEG quality item i is re-encoded at after blending (`jpeg` of the time, drawn
@@ -284,7 +287,7 @@ class FaceImages(Dataset):
     def _pair(self, i: int):
         """Item i with `pairs`: a real face and its blend, or a folder's fake alone."""
         label = self.items[i][1]
-        hwc = np.ascontiguousarray(self._image(i).permute(1, 2, 0).numpy())
+        hwc = self._hwc(i)
         if label == 0:
             landmarks = self.landmarks.get(self.items[i][0])
             real, fake, edge = blend_pair(hwc, self._rng(i), landmarks, self._donor(i, i))
