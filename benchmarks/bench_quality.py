@@ -97,7 +97,7 @@ def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
 
     from pipeline.selfblend import blend_pair, reencoded
     from pipeline.training import list_images, load_image
-    from pipeline.trainplan import read_landmarks, split_dirs
+    from pipeline.trainplan import blend_outlines, read_landmarks, split_dirs
 
     landmarks = read_landmarks(os.path.join(cfg.run_dir, "landmarks.json"))
     items = list_images(split_dirs(cfg)[0], need_fakes=False)
@@ -116,7 +116,7 @@ def blend_rate(cfg: TrainConfig, n: int = 64) -> float:
             other = (i + 1) % len(paths)
             donor = (images[other], landmarks.get(paths[other]))
             pasted = donor if rng.random() < cfg.blend_donors else None
-            fake = blend_pair(img, rng, landmarks.get(p), pasted)[1]
+            fake = blend_pair(img, rng, landmarks.get(p), pasted, blend_outlines(cfg))[1]
             if rng.random() < cfg.blend_jpeg:
                 reencoded(fake, rng)
         return round(len(paths) / (time.perf_counter() - started), 1)

@@ -43,6 +43,10 @@ row real_all 180 npr-full all --real-only --set epochs_full="$epochs_all"
 # Face X-ray's blends of two people: a swap changes the identity, a self-blend does not)
 row real_all_selfonly 150 npr-full all --real-only --set epochs_full="$epochs_all" \
   --set blend_donors=0
+# each blend's region drawn from three (forehead to chin, brows to chin, brows to mouth), as
+# SBI and Face X-ray draw theirs, instead of the outline alone
+row real_all_hulls 150 npr-full all --real-only --set epochs_full="$epochs_all" \
+  --set blend_mask=hulls
 row real_all_noboundary 150 npr-full all --real-only --set epochs_full="$epochs_all" \
   --set boundary_weight=0
 row real_all_ellipse 150 npr-full all --real-only --set epochs_full="$epochs_all" \

@@ -275,7 +275,7 @@ def run_training(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
         log(describe_balance(cfg))
     init_ray()
     landmarks = None
-    if blended and cfg.blend_mask == "outline":
+    if blended and cfg.blend_mask != "ellipse":
         # the faces' outlines for the blend masks, found once on the cluster's CPUs
         landmarks = os.path.join(cfg.run_dir, "landmarks.json")
         find_landmarks(blended, landmarks, log)

@@ -26,7 +26,7 @@ MIN_DETECT_WIDTH = 64
 CROPS = ("resize", "native")
 TTAS = ("none", "flip")
 AUGMENTS = ("standard", "light", "none")
-BLEND_MASKS = ("outline", "ellipse")
+BLEND_MASKS = ("outline", "hulls", "ellipse")
 MIXES = ("none", "mixup", "cutmix")
 
 
@@ -338,8 +338,11 @@ class TrainConfig:
         secondary=True,
     )
     self_blend_fraction: float = 1.0  # extra fakes per real face, when self_blend
-    # The blend mask: "outline" follows each face's box and eyes (found once per image),
-    # "ellipse" is an irregular ellipse around the crop's centre (the ablation of the outline).
+    # The blend mask: "outline" follows each face's box and eyes (found once per image), from
+    # above the brows to the chin; "hulls" draws each blend's region from that outline, the
+    # landmarks' hull (brows to chin) and the inner face (brows to below the mouth: what crude
+    # swaps paste), as SBI and Face X-ray draw one of four hulls; "ellipse" is an irregular
+    # ellipse around the crop's centre (the ablation of the outline).
     blend_mask: str = "outline"
     # With self-blending, the share of faces (real, blended and fake alike) re-encoded as JPEG
     # at a quality of 40-100 after blending, as SBI's final transforms do (0.5 there). A blend

@@ -10,8 +10,10 @@ trained on such fakes learns those traces from real footage alone.
 The mask follows the face: a hull through points placed from the face's box and eyes
 (`face_landmarks`, found once per training image by the scan's detector and eye cascades, and
 cached by the caller), deformed vertex by vertex, then blurred with random kernels as SBI's
-mask is. Without landmarks it is an irregular ellipse around the centre of the crop (faces
-from extract-faces are centred). With a donor the pasted copy is another real face, moved
+mask is; the region is the face from the forehead to the chin, or one drawn per blend from
+that, the landmarks' hull and the inner face (`OUTLINES`), as SBI draws one of four hulls.
+Without landmarks it is an irregular ellipse around the centre of the crop (faces from
+extract-faces are centred). With a donor the pasted copy is another real face, moved
 onto this one by its eyes (Face X-ray's blends, which change the identity as a swap does).
 The blend also returns the boundary map `4*M*(1-M)` of its mask M (Face X-ray, CVPR 2020;
 LAA-Net, CVPR 2024): the dense target of the boundary head.
@@ -38,6 +40,30 @@ OUTLINE = (
     (0.35, 1.65),
     (0.0, 1.75),
 )
+# The other face regions a swap may paste, in the same units (SBI and Face X-ray draw one of
+# four landmark hulls a blend): the hull of the 68 landmarks (brows to chin, no forehead), and
+# the inner face (brows, eyes, nose, mouth and the cheeks between: what crude swaps paste).
+HULL = (
+    (0.0, -0.5),
+    (0.6, -0.55),
+    (0.95, -0.4),
+    (1.1, 0.1),
+    (1.0, 0.8),
+    (0.75, 1.3),
+    (0.35, 1.65),
+    (0.0, 1.75),
+)
+INNER = (
+    (0.0, -0.55),
+    (0.55, -0.55),
+    (0.85, -0.3),
+    (0.9, 0.3),
+    (0.75, 0.85),
+    (0.45, 1.2),
+    (0.0, 1.3),
+)
+# The regions a blend draws from, by name (TrainConfig.blend_mask): one, or one of several.
+OUTLINES = {"outline": (OUTLINE,), "hulls": (OUTLINE, HULL, INNER)}
 # The blend's strength, as in SBI: mostly the whole source, sometimes a partial blend.
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 # The JPEG qualities of SBI's final re-encoding of real faces and blends alike.
@@ -86,16 +112,22 @@ def _eye_frame(h: int, w: int, landmarks: dict | None):
 
 
 def face_mask(
-    h: int, w: int, rng: np.random.Generator, landmarks: dict | None = None
+    h: int,
+    w: int,
+    rng: np.random.Generator,
+    landmarks: dict | None = None,
+    outlines: tuple = (OUTLINE,),
 ) -> np.ndarray:
     """A soft face-shaped mask, float32 in 0..1: the hull of the face's outline points
-    (landmarks) deformed vertex by vertex, or an irregular ellipse around the crop's centre;
-    then SBI's edge: blurred, cut at a random level, blurred again."""
+    (landmarks; one of `outlines`, drawn when there are several) deformed vertex by vertex, or
+    an irregular ellipse around the crop's centre; then SBI's edge: blurred, cut at a random
+    level, blurred again."""
     frame = _eye_frame(h, w, landmarks)
     if frame is not None:
         centre, along, d = frame
         down = np.array([-along[1], along[0]])
-        half = np.array(OUTLINE, np.float64)
+        outline = outlines[int(rng.integers(len(outlines)))] if len(outlines) > 1 else outlines[0]
+        half = np.array(outline, np.float64)
         pts = np.concatenate([half, half[1:-1][::-1] * (-1, 1)])  # the mirror side
         pts *= rng.uniform(0.85, 1.1, size=(len(pts), 1))  # deformed outline
         pts *= rng.uniform(0.9, 1.1, size=2)  # wider or taller
@@ -166,13 +198,15 @@ def blend_pair(
     rng: np.random.Generator,
     landmarks: dict | None = None,
     donor: tuple[np.ndarray, dict | None] | None = None,
+    outlines: tuple = (OUTLINE,),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(H, W, 3) uint8 face -> (the blend's target, its self-blended fake, both uint8; the
     boundary map). The target is the face as the blend's background copy is (recoloured when
     the draw altered that copy): SBI trains on exactly this pair, so that nothing but the
     pasted copy tells the two apart. With a `donor` (another real face and its landmarks) the
     pasted copy is that face instead, moved onto this one (`onto`): Face X-ray's blend of two
-    people, a face swap's change of identity; everything else is drawn as for a self-blend."""
+    people, a face swap's change of identity; everything else is drawn as for a self-blend.
+    `outlines`: the face regions the mask is drawn from (`face_mask`)."""
     h, w = img.shape[:2]
     target = img.astype(np.float32)
     source = target.copy() if donor is None else onto(*donor, img, landmarks)
@@ -181,7 +215,7 @@ def blend_pair(
     else:
         target = _colour(target, rng)
     source = _moved(_frequency(source, rng), rng)
-    mask = face_mask(h, w, rng, landmarks)
+    mask = face_mask(h, w, rng, landmarks, outlines)
     boundary = 4.0 * mask * (1.0 - mask)
     m = (mask * rng.choice(BLEND_RATIOS))[..., None]
     out = m * source + (1.0 - m) * target

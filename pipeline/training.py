@@ -23,6 +23,7 @@ from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import set_backbone_trainable
 from pipeline.scoring import native_bf16, tta_logits
 from pipeline.selfblend import (
+    OUTLINES,
     blend_pair,
     jpeg_quality,
     jpeg_round_trip,
@@ -173,7 +174,8 @@ class FaceImages(Dataset):
     of one. Items are then (k, C, H, W) stacks with k labels: load them with `concat_items`.
     `blend_fraction` does not apply (one blend of every real face).
     `donors`: the share of training blends whose pasted face is another real face of the set
-    (`selfblend.onto`: Face X-ray's blends of two people) instead of the face itself."""
+    (`selfblend.onto`: Face X-ray's blends of two people) instead of the face itself.
+    `outlines`: the face regions a blend's mask is drawn from (`selfblend.OUTLINES`)."""
 
     def __init__(
         self,
@@ -188,8 +190,10 @@ class FaceImages(Dataset):
         jpeg: float = 0.0,
         pairs: bool = False,
         donors: float = 0.0,
+        outlines: tuple = OUTLINES["outline"],
     ):
         self.items = items
+        self.outlines = outlines
         self.jpeg, self.pairs, self.donors = jpeg, pairs, donors
         self.transform = transform
         self.reals = [i for i, (_, y) in enumerate(items) if y == 0]
@@ -244,7 +248,8 @@ class FaceImages(Dataset):
             real = self.reals[(i - len(self.items)) % len(self.reals)]
             hwc = self._hwc(real)
             landmarks = self.landmarks.get(self.items[real][0])
-            fake, edge = blend_pair(hwc, self._rng(i), landmarks, self._donor(i, real))[1:]
+            donor = self._donor(i, real)
+            fake, edge = blend_pair(hwc, self._rng(i), landmarks, donor, self.outlines)[1:]
             img, label = torch.from_numpy(fake).permute(2, 0, 1), 1
             known, boundary = True, torch.from_numpy(edge)
         quality = self._jpeg_quality(i)
@@ -290,7 +295,8 @@ class FaceImages(Dataset):
         hwc = self._hwc(i)
         if label == 0:
             landmarks = self.landmarks.get(self.items[i][0])
-            real, fake, edge = blend_pair(hwc, self._rng(i), landmarks, self._donor(i, i))
+            donor = self._donor(i, i)
+            real, fake, edge = blend_pair(hwc, self._rng(i), landmarks, donor, self.outlines)
             faces, labels, maps = [real, fake], [0, 1], [np.zeros_like(edge), edge]
             known = [True, True]
         else:  # a fake from the folder: where its blend lies is not known

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.rundir import atomic_text
+from pipeline.selfblend import OUTLINES
 from pipeline.training import (
     FaceImages,
     Repeated,
@@ -182,6 +183,12 @@ def describe_balance(cfg: TrainConfig) -> str:
     return f"balancing {len(times)} source folders: {drawn}"
 
 
+def blend_outlines(cfg: TrainConfig) -> tuple:
+    """The face regions the run's blend masks are drawn from (selfblend.OUTLINES; the ellipse
+    takes no landmarks, so no region)."""
+    return OUTLINES.get(cfg.blend_mask, OUTLINES["outline"])
+
+
 def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> Dataset:
     """The training faces with their transform and, with self-blending, a new blend of each
     real face every epoch (with `blend_pairs`, beside its face: items are stacks, loaded with
@@ -200,6 +207,7 @@ def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> D
         jpeg=cfg.blend_jpeg if cfg.self_blend else 0.0,
         pairs=cfg.paired_blends,
         donors=cfg.blend_donors if cfg.self_blend else 0.0,
+        outlines=blend_outlines(cfg),
     )
     return Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
 
@@ -227,4 +235,5 @@ def validation_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) ->
         fixed_blends=True,
         seed=cfg.seed,
         jpeg=cfg.blend_jpeg if blends else 0.0,
+        outlines=blend_outlines(cfg),
     )

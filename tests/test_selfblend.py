@@ -8,7 +8,17 @@ from fixtures import face_photo, write_face_images
 
 from pipeline.config import Preprocess, TrainConfig
 from pipeline.model import BoundaryModel, build_model
-from pipeline.selfblend import blend, blend_pair, face_landmarks, face_mask, onto, reencoded
+from pipeline.selfblend import (
+    INNER,
+    OUTLINE,
+    OUTLINES,
+    blend,
+    blend_pair,
+    face_landmarks,
+    face_mask,
+    onto,
+    reencoded,
+)
 from pipeline.training import (
     FaceImages,
     boundary_loss,
@@ -17,6 +27,7 @@ from pipeline.training import (
     list_images,
     load_image,
 )
+from pipeline.trainplan import blend_outlines
 
 
 def portrait(size: int = 256) -> np.ndarray:
@@ -61,6 +72,42 @@ def test_the_mask_lies_inside_the_face_and_the_boundary_only_on_its_edge():
         assert edge.max() > 0.5  # somewhere on the edge, M is near 1/2
         assert edge[round((ly + ry) / 2) + 10, round((lx + rx) / 2)] < 1e-3  # inside the face
         assert edge[:10, :10].max() == 0 and edge[-10:, -10:].max() == 0  # far outside
+
+
+def test_the_inner_face_spares_the_forehead_and_hulls_draw_every_region():
+    img = portrait()
+    lm = face_landmarks(img)
+    (lx, ly), (rx, ry) = lm["eyes"]
+    eye_line = (ly + ry) / 2
+
+    def tops_and_areas(outlines):  # the mask's top row (above the eyes, in px) and its area
+        masks = [face_mask(256, 256, np.random.default_rng(s), lm, outlines) for s in range(30)]
+        return [eye_line - np.nonzero(m > 0.5)[0].min() for m in masks], [
+            (m > 0.5).sum() for m in masks
+        ]
+
+    outline_tops, outline_areas = tops_and_areas((OUTLINE,))
+    inner_tops, inner_areas = tops_and_areas((INNER,))
+    # the inner face (brows to mouth) stops below every outline's forehead and is smaller
+    assert max(inner_tops) < min(outline_tops)
+    assert np.mean(inner_areas) < 0.75 * np.mean(outline_areas)
+    for s in range(5):  # still around the eyes
+        inner = face_mask(256, 256, np.random.default_rng(s), lm, (INNER,))
+        assert inner[round(eye_line), round((lx + rx) / 2)] > 0.99
+    # "hulls" draws a region per blend: foreheads and no foreheads among 30 draws
+    tops, _ = tops_and_areas(OUTLINES["hulls"])
+    assert max(tops) <= max(outline_tops)
+    assert any(t <= max(inner_tops) for t in tops) and any(t >= min(outline_tops) for t in tops)
+    # and a seeded blend with one region is the outline's blend as before
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    assert np.array_equal(
+        blend_pair(img, rng_a, lm)[1], blend_pair(img, rng_b, lm, None, (OUTLINE,))[1]
+    )
+    cfg = TrainConfig(data_dir="x", run_dir="x", blend_mask="hulls")
+    assert blend_outlines(cfg) == OUTLINES["hulls"]
+    assert blend_outlines(TrainConfig(data_dir="x", run_dir="x")) == (OUTLINE,)
+    with pytest.raises(ValueError, match="blend_mask"):
+        TrainConfig(data_dir="x", run_dir="x", blend_mask="squares")
 
 
 def test_without_landmarks_the_blend_uses_a_centred_ellipse():
@@ -220,3 +267,8 @@ def test_face_images_paste_another_real_face_as_often_as_donors_asks(tmp_path):
     assert np.array_equal(blend_of(1.0), blend_pair(images[0], rng, None, (images[1], None))[1])
     with pytest.raises(ValueError, match="blend_donors"):
         TrainConfig(data_dir=faces, run_dir="x", blend_donors=1.5)
+    # the regions the masks are drawn from reach the blends
+    data = FaceImages(items, None, 1.0, fixed_blends=True, seed=5, outlines=(INNER,))
+    rng = np.random.default_rng((5, 2))
+    expected = blend_pair(images[0], rng, None, None, (INNER,))[1]
+    assert np.array_equal(data[2][0].permute(1, 2, 0).numpy(), expected)
