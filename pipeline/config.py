@@ -370,6 +370,11 @@ class TrainConfig:
     # (docs/quality.md, "Blends of two people"; a second seed of 0.5 gained less: lfw 0.490,
     # celeb 0.600); 0: self-blends only.
     blend_donors: float = 0.5
+    # With blends of two people, the donor is one of this many real faces posed most like the
+    # face (the eyes' place in the face's box and their distance over its width: turned
+    # sideways, up or down), as Face X-ray picks its donors among faces posed alike; 0: any real
+    # face. Off until a row shows it pays.
+    blend_donor_pool: int = 0
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
     boundary_weight: float = setting(
@@ -438,6 +443,8 @@ class TrainConfig:
             raise ValueError("blend_jpeg must lie in [0, 1]")
         if not 0.0 <= self.blend_donors <= 1.0:
             raise ValueError("blend_donors must lie in [0, 1]")
+        if self.blend_donor_pool < 0:
+            raise ValueError("blend_donor_pool must be at least 0 (0: any real face)")
         if self.boundary_head and self.mix != "none":
             raise ValueError(
                 "mixup and cutmix do not mix the boundary head's targets: use --mix none with "

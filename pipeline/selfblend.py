@@ -253,6 +253,45 @@ def onto(
     return (moved - theirs.mean(0)) * spread + ours.mean(0)
 
 
+def pose(landmarks: dict | None) -> np.ndarray | None:
+    """Where a face looks, from its box and eyes: how far the eyes' midpoint lies off the box's
+    centre across and down it (turned sideways, up or down) and the eye distance over the box's
+    width (narrower when turned); None without both eyes and a box."""
+    if not landmarks or not landmarks.get("eyes") or not landmarks.get("box"):
+        return None
+    x, y, w, h = landmarks["box"]
+    (lx, ly), (rx, ry) = landmarks["eyes"]
+    if w <= 0 or h <= 0:
+        return None
+    mid_x, mid_y = (lx + rx) / 2, (ly + ry) / 2
+    d = float(np.hypot(rx - lx, ry - ly))
+    return np.array([(mid_x - x) / w - 0.5, (mid_y - y) / h, d / w], np.float64)
+
+
+def similar_faces(landmarks: list[dict | None], k: int) -> list[np.ndarray | None]:
+    """For each face, the indices of the `k` other faces nearest to it in `pose` (each measure
+    scaled by its spread over the faces), nearest first, as Face X-ray picks a blend's donor
+    among faces posed alike; None for a face without a pose, or when fewer than two faces have
+    one."""
+    poses = [pose(lm) for lm in landmarks]
+    known = np.array([i for i, p in enumerate(poses) if p is not None], np.int64)
+    out: list[np.ndarray | None] = [None] * len(landmarks)
+    if len(known) < 2:
+        return out
+    table = np.stack([poses[i] for i in known])
+    table = table / np.maximum(table.std(0), 1e-6)
+    k = min(k, len(known) - 1)
+    for start in range(0, len(known), 512):  # bounded memory: 512 rows of distances at a time
+        rows = table[start : start + 512]
+        dist = ((rows[:, None, :] - table[None, :, :]) ** 2).sum(-1)
+        dist[np.arange(len(rows)), np.arange(start, start + len(rows))] = np.inf  # not itself
+        near = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(dist, near, 1).argsort(1, kind="stable")
+        for r, row in enumerate(np.take_along_axis(near, order, 1)):
+            out[known[start + r]] = known[row]
+    return out
+
+
 def _uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 

@@ -28,6 +28,7 @@ from pipeline.selfblend import (
     jpeg_quality,
     jpeg_round_trip,
     recoloured,
+    similar_faces,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -174,7 +175,8 @@ class FaceImages(Dataset):
     of one. Items are then (k, C, H, W) stacks with k labels: load them with `concat_items`.
     `blend_fraction` does not apply (one blend of every real face).
     `donors`: the share of training blends whose pasted face is another real face of the set
-    (`selfblend.onto`: Face X-ray's blends of two people) instead of the face itself.
+    (`selfblend.onto`: Face X-ray's blends of two people) instead of the face itself; with
+    `donor_pool` k, one of the k real faces posed most like it (as Face X-ray picks), else any.
     `outlines`: the face regions a blend's mask is drawn from (`selfblend.OUTLINES`)."""
 
     def __init__(
@@ -191,6 +193,7 @@ class FaceImages(Dataset):
         pairs: bool = False,
         donors: float = 0.0,
         outlines: tuple = OUTLINES["outline"],
+        donor_pool: int = 0,
     ):
         self.items = items
         self.outlines = outlines
@@ -206,6 +209,22 @@ class FaceImages(Dataset):
             # image listed several times (--balance-sources) is held once.
             decoded = {p: load_image(p) for p in dict.fromkeys(p for p, _ in items)}
             self.cache = [decoded[p] for p, _ in items]
+        self.near: dict[str, list[int] | None] = {}
+        if donors and donor_pool:
+            self.near = self._posed_alike(donor_pool)
+
+    def _posed_alike(self, k: int) -> dict[str, list[int] | None]:
+        """For each real image, the items of the `k` other real images posed most like it
+        (`selfblend.similar_faces`; an image listed several times counts once)."""
+        first: dict[str, int] = {}
+        for r in self.reals:
+            first.setdefault(self.items[r][0], r)
+        paths = list(first)
+        near = similar_faces([self.landmarks.get(p) for p in paths], k)
+        return {
+            p: None if n is None else [first[paths[j]] for j in n]
+            for p, n in zip(paths, near, strict=True)
+        }
 
     def _cache_bytes(self) -> int:
         unique = len({p for p, _ in self.items})
@@ -260,14 +279,19 @@ class FaceImages(Dataset):
 
     def _donor(self, i: int, real: int) -> tuple[np.ndarray, dict | None] | None:
         """The face pasted into blend i of real face `real`: another real face and its landmarks
-        (`donors` of the time, drawn from the real faces), or None for a self-blend."""
+        (`donors` of the time, drawn from the real faces, or from those posed most like it
+        with `donor_pool`), or None for a self-blend."""
         if not self.donors or len(self.reals) < 2:
             return None
         rng = self._rng(i, stream=2)
         if rng.random() >= self.donors:
             return None
-        other = self.reals[int(rng.integers(len(self.reals) - 1))]
-        other = self.reals[-1] if other == real else other  # never the face itself
+        near = self.near.get(self.items[real][0])
+        if near:
+            other = near[int(rng.integers(len(near)))]
+        else:
+            other = self.reals[int(rng.integers(len(self.reals) - 1))]
+            other = self.reals[-1] if other == real else other  # never the face itself
         return self._hwc(other), self.landmarks.get(self.items[other][0])
 
     def _jpeg_quality(self, i: int) -> int | None:

@@ -115,14 +115,7 @@ def resolve_self_blend(cfg: TrainConfig, log: Callable[[str], None]):
     if not has_fakes:
         log(
             f"no fake images in {train_dir}: training on its {len(train)} real faces and a "
-            "self-blended fake of each (a new blend every epoch"
-            + (", beside its face in the same batch" if cfg.blend_pairs else "")
-            + (
-                f"; {cfg.blend_donors:.0%} of them pasting another real face"
-                if cfg.blend_donors
-                else ""
-            )
-            + ")"
+            f"self-blended fake of each ({describe_blends(cfg)})"
         )
     val_fakes = any(y for _, y in val)
     if not val_fakes:
@@ -183,6 +176,19 @@ def describe_balance(cfg: TrainConfig) -> str:
     return f"balancing {len(times)} source folders: {drawn}"
 
 
+def describe_blends(cfg: TrainConfig) -> str:
+    """The training log's words for the blends a run makes."""
+    made = "a new blend every epoch"
+    if cfg.blend_pairs:
+        made += ", beside its face in the same batch"
+    if not cfg.blend_donors:
+        return made
+    donors = f"{cfg.blend_donors:.0%} of them pasting another real face"
+    if cfg.blend_donor_pool:
+        donors += f" (one of the {cfg.blend_donor_pool} posed most alike)"
+    return f"{made}; {donors}"
+
+
 def blend_outlines(cfg: TrainConfig) -> tuple:
     """The face regions the run's blend masks are drawn from (selfblend.OUTLINES; the ellipse
     takes no landmarks, so no region)."""
@@ -208,6 +214,7 @@ def training_set(cfg: TrainConfig, preprocess: Preprocess, landmarks: dict) -> D
         pairs=cfg.paired_blends,
         donors=cfg.blend_donors if cfg.self_blend else 0.0,
         outlines=blend_outlines(cfg),
+        donor_pool=cfg.blend_donor_pool,
     )
     return Repeated(images, cfg.patches_per_image) if cfg.train_crop else images
 

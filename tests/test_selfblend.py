@@ -18,6 +18,7 @@ from pipeline.selfblend import (
     face_mask,
     onto,
     reencoded,
+    similar_faces,
 )
 from pipeline.training import (
     FaceImages,
@@ -272,3 +273,28 @@ def test_face_images_paste_another_real_face_as_often_as_donors_asks(tmp_path):
     rng = np.random.default_rng((5, 2))
     expected = blend_pair(images[0], rng, None, None, (INNER,))[1]
     assert np.array_equal(data[2][0].permute(1, 2, 0).numpy(), expected)
+
+
+def test_a_donor_posed_alike_is_drawn_from_the_faces_nearest_in_pose(tmp_path):
+    def face(eyes):
+        return {"box": [8, 8, 48, 48], "eyes": eyes}
+
+    front = face([[20, 24], [44, 24]])
+    turned = face([[10, 20], [26, 20]])  # eyes off to one side and closer together
+    front_too = face([[21, 25], [45, 25]])
+    near = similar_faces([front, turned, front_too, None], k=1)
+    assert list(near[0]) == [2] and list(near[2]) == [0] and near[3] is None
+    assert list(similar_faces([front, turned, front_too], k=5)[0]) == [2, 1]  # nearest first
+
+    faces = write_face_images(tmp_path, n_real=3, n_fake=0, size=64, seed=3)
+    items = list_images(faces, need_fakes=False)
+    images = [np.ascontiguousarray(load_image(p).permute(1, 2, 0).numpy()) for p, _ in items]
+    lms = {items[0][0]: front, items[1][0]: turned, items[2][0]: front_too}
+    data = FaceImages(
+        items, None, 1.0, landmarks=lms, fixed_blends=True, seed=5, donors=1.0, donor_pool=1
+    )
+    rng = np.random.default_rng((5, 3))  # item 3: face 0's blend; its donor is face 2
+    expected = blend_pair(images[0], rng, front, (images[2], front_too))[1]
+    assert np.array_equal(data[3][0].permute(1, 2, 0).numpy(), expected)
+    with pytest.raises(ValueError, match="blend_donor_pool"):
+        TrainConfig(data_dir=faces, run_dir="x", blend_donor_pool=-1)

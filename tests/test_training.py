@@ -462,3 +462,10 @@ def test_paired_blends_train_in_batches_of_faces_beside_their_blends(tmp_path):
         assert training_set(run, preprocess_for(run), {}).donors == donors
         assert validation_set(run, preprocess_for(run), {}).donors == 0.0
     assert TrainConfig(str(tmp_path), run_dir="x").blend_donors == 0.5
+    # with a donor pool the log line says so and the training set draws from it
+    run = dataclasses.replace(cfg, self_blend=None, blend_donor_pool=2)
+    logged.clear()
+    run, _ = resolve_self_blend(run, logged.append)
+    assert "pasting another real face (one of the 2 posed most alike)" in logged[0]
+    near = training_set(run, preprocess_for(run), {}).near
+    assert len(near) == 6 and set(near.values()) == {None}  # no landmarks: any face
