@@ -47,6 +47,10 @@ row real_all_selfonly 150 npr-full all --real-only --set epochs_full="$epochs_al
 # SBI and Face X-ray draw theirs, instead of the outline alone
 row real_all_hulls 150 npr-full all --real-only --set epochs_full="$epochs_all" \
   --set blend_mask=hulls
+# each blend of two people pastes one of the 100 real faces posed most like the face (Face
+# X-ray's choice), instead of any
+row real_all_posed 150 npr-full all --real-only --set epochs_full="$epochs_all" \
+  --set blend_donor_pool=100
 row real_all_noboundary 150 npr-full all --real-only --set epochs_full="$epochs_all" \
   --set boundary_weight=0
 row real_all_ellipse 150 npr-full all --real-only --set epochs_full="$epochs_all" \
