@@ -341,8 +341,9 @@ class TrainConfig:
     # The blend mask: "outline" follows each face's box and eyes (found once per image), from
     # above the brows to the chin; "hulls" draws each blend's region from that outline, the
     # landmarks' hull (brows to chin) and the inner face (brows to below the mouth: what crude
-    # swaps paste), as SBI and Face X-ray draw one of four hulls; "ellipse" is an irregular
-    # ellipse around the crop's centre (the ablation of the outline).
+    # swaps paste), as SBI and Face X-ray draw one of four hulls (the small CPU row gained
+    # nothing with it: docs/quality.md, "Blend regions"); "ellipse" is an irregular ellipse
+    # around the crop's centre (the ablation of the outline).
     blend_mask: str = "outline"
     # With self-blending, the share of faces (real, blended and fake alike) re-encoded as JPEG
     # at a quality of 40-100 after blending, as SBI's final transforms do (0.5 there). A blend
