@@ -38,32 +38,29 @@ row nprfull_all_balanced 180 npr-full all --set epochs_full="$((epochs_all * 5 /
   --set balance_sources=True
 # Real faces only (self-blends, never a fake), each part of the blend a row; then the
 # supervised sets with blends added (the combined row)
-row real_all 180 npr-full all --real-only --set epochs_full="$epochs_all"
+real_row() {  # name, seconds, settings...: the whole network on the real faces of all sets
+  local name=$1 limit=$2
+  shift 2
+  row "$name" "$limit" npr-full all --real-only --set epochs_full="$epochs_all" "$@"
+}
+real_row real_all 180
 # self-blends only: no blend pastes another real face (the default pastes one in half of them,
 # Face X-ray's blends of two people: a swap changes the identity, a self-blend does not)
-row real_all_selfonly 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_donors=0
+real_row real_all_selfonly 150 --set blend_donors=0
 # each blend's region drawn from three (forehead to chin, brows to chin, brows to mouth), as
 # SBI and Face X-ray draw theirs, instead of the outline alone
-row real_all_hulls 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_mask=hulls
+real_row real_all_hulls 150 --set blend_mask=hulls
 # each blend of two people pastes one of the 100 real faces posed most like the face (Face
 # X-ray's choice), instead of any
-row real_all_posed 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_donor_pool=100
-row real_all_noboundary 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set boundary_weight=0
-row real_all_ellipse 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_mask=ellipse
+real_row real_all_posed 150 --set blend_donor_pool=100
+real_row real_all_noboundary 150 --set boundary_weight=0
+real_row real_all_ellipse 150 --set blend_mask=ellipse
 # half the faces, real and blended alike, re-encoded as JPEG after blending (SBI's setting)
-row real_all_jpeg 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_jpeg=0.5
+real_row real_all_jpeg 150 --set blend_jpeg=0.5
 # each face beside its own blend in the batch, cut and jittered alike (SBI's batches), without
 # and with SBI's re-encoding
-row real_all_pairs 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_pairs=True
-row real_all_sbi 150 npr-full all --real-only --set epochs_full="$epochs_all" \
-  --set blend_pairs=True --set blend_jpeg=0.5
+real_row real_all_pairs 150 --set blend_pairs=True
+real_row real_all_sbi 150 --set blend_pairs=True --set blend_jpeg=0.5
 row combined_all 180 npr-full all --set epochs_full="$epochs_all" --set self_blend=True
 row npr_without_ffhq 120 npr ciplab_photoshop,lfw_faceswap,celeb_faceedit \
   --set epochs_full="$epochs_all"  # StyleGAN held out: a generator never seen
