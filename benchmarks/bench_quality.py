@@ -155,7 +155,7 @@ def markdown(rows: list[dict]) -> str:
         aucs = [auc_cell(row, s) for s in LABELLED_SETS]
         cells = [str(i), row["recipe"], row["train"], changes, *aucs]
         cells += [f"{row['mean_auc']:.3f}", f"{row['min_auc']:.3f}", f"{row['minutes']:.1f}"]
-        cells.append(row["machine"])
+        cells.append(row["machine"] + (f"; {row['note']}" if row.get("note") else ""))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"{i}. `{row['command']}`" for i, row in enumerate(rows, 1)]
@@ -208,14 +208,21 @@ def require_face_data(data: str) -> None:
 @click.option("--out", default="runs/quality", show_default=True)
 @click.option("--results", default=None, help="JSON lines file. [default: OUT/results.jsonl]")
 @click.option("--table", "table_only", is_flag=True, help="Only print the table of --results.")
+@click.option(
+    "--note",
+    default="",
+    help="Said beside the machine in the table: what else ran on it, for example.",
+)
 def main(data, recipe, train_sets, settings, real_only, eval_sets, checkpoint, eval_jpeg, cpus,
-         out, results, table_only):  # fmt: skip
+         out, results, table_only, note):  # fmt: skip
     results = results or os.path.join(out, "results.jsonl")
     if not table_only:
         row = run_row(
             data, recipe, train_sets, settings, eval_sets, checkpoint, eval_jpeg, cpus, out,
             real_only,
         )  # fmt: skip
+        if note:
+            row["note"] = note
         os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
