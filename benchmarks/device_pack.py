@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 
 import click
+from bench_quality import REAL_SETS, data_option  # this folder
 
 MIB = 1 << 20
 # What the GPU machine's pip installs the wheels for (its python3 is CPython 3.12).
@@ -41,7 +42,6 @@ PLATFORM = [
 # torchvision, pandas, pyarrow, click, matplotlib and OpenCV): packed apart, carried only when
 # device_unpack.sh says they are missing there.
 EXTRA = "scikit-learn,scipy,joblib,threadpoolctl,cloudpickle,narwhals"
-SETS = ("ffhq_stylegan", "ciplab_photoshop", "lfw_faceswap", "celeb_faceedit", "allage_real")
 # tar's end-of-archive blocks and record padding, kept free in every part
 TAR_END = 10240
 
@@ -67,13 +67,10 @@ def download(packages: str, wheels: str) -> None:
     )  # fmt: skip
 
 
-def build_site(wheels: str, target: str) -> None:
-    """`target`: an xz tar of the wheels installed for the GPU machine's Python, without
-    byte code and source maps (the machine compiles what it imports)."""
+def build_site(found: list[str], target: str) -> None:
+    """`target`: an xz tar of the wheels `found` installed for the GPU machine's Python,
+    without byte code and source maps (the machine compiles what it imports)."""
     with tempfile.TemporaryDirectory() as tmp:
-        found = sorted(os.path.join(wheels, w) for w in os.listdir(wheels) if w.endswith(".whl"))
-        if not found:
-            raise click.ClickException(f"no wheels in {wheels}: run ../shared/device/wheels.sh")
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
              "--ignore-requires-python", "--no-compile", "--target", tmp, *PLATFORM, *found],
@@ -91,12 +88,19 @@ def build_site(wheels: str, target: str) -> None:
         os.replace(partial, target)
 
 
-def stale(site: str, wheels: str) -> bool:
-    """Whether the packed site is missing or older than a wheel it was packed from."""
-    if not os.path.isfile(site) or not os.path.isdir(wheels):
-        return True
-    built = os.path.getmtime(site)
-    return any(os.path.getmtime(os.path.join(wheels, w)) > built for w in os.listdir(wheels))
+def packed_site(wheels: str, archive: str) -> int:
+    """The bytes of `archive`, the wheels packed by build_site; packed again when it is missing
+    or older than one of the wheels."""
+    names = os.listdir(wheels) if os.path.isdir(wheels) else []
+    found = sorted(os.path.join(wheels, w) for w in names if w.endswith(".whl"))
+    if not found:
+        raise click.ClickException(f"no wheels in {wheels}: run ../shared/device/wheels.sh")
+    built = os.path.getmtime(archive) if os.path.isfile(archive) else None
+    if built is None or any(os.path.getmtime(w) > built for w in found):
+        os.makedirs(os.path.dirname(archive) or ".", exist_ok=True)
+        click.echo(f"installing {wheels} for Python 3.12 and packing it (a minute or two)")
+        build_site(found, archive)
+    return os.path.getsize(archive)
 
 
 def data_files(data: str, sets: list[str]) -> list[tuple[str, str]]:
@@ -153,23 +157,20 @@ def pack_extra(packages: str, wheels: str, out: str, room: int) -> None:
     if not os.path.isdir(wheels) or not os.listdir(wheels):
         download(packages, wheels)
     archive = os.path.join(out, "site-extra.tar.xz")
-    if stale(archive, wheels):
-        click.echo(f"packing {packages} for Python 3.12")
-        build_site(wheels, archive)
+    size = packed_site(wheels, archive)
     folder = os.path.join(out, "extra")
     os.makedirs(folder)
     os.link(archive, os.path.join(folder, "site-extra.tar.xz"))
-    size = os.path.getsize(archive)
     if size > room:
         raise click.ClickException(f"{archive}: {size / MIB:.1f} MiB, more than a call takes")
     click.echo(f"{folder}: {packages}, {size / MIB:.1f} MiB")
 
 
 @click.command()
-@click.option("--data", default="../shared/data/faces", show_default=True)
+@data_option
 @click.option(
     "--sets",
-    default=",".join(SETS),
+    default=",".join(REAL_SETS),
     show_default=True,
     help="Face sets to carry, joined by commas, or 'none' (Ray alone).",
 )
@@ -204,11 +205,7 @@ def main(data, sets, wheels, out, limit_mib, extra, extra_wheels, then):
     tree = tree_bytes(root)
     room = int(limit_mib * MIB) - tree - MIB  # a MiB kept free for what the tool adds
     site = os.path.join(out, "site.tar.xz")
-    if wheels and stale(site, wheels):
-        os.makedirs(out, exist_ok=True)
-        click.echo(f"installing {wheels} for Python 3.12 and packing it (a minute or two)")
-        build_site(wheels, site)
-    site_bytes = os.path.getsize(site) if wheels else 0
+    site_bytes = packed_site(wheels, site) if wheels else 0
     chosen = [] if sets == "none" else sets.split(",")
     parts = pack_data(data_files(data, chosen), room - site_bytes, room) if chosen else []
     if not parts:

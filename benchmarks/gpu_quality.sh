@@ -46,8 +46,8 @@ row() {  # name, seconds, recipe, training sets, settings...: on the lane's $cpu
     --train "$sets" --out /tmp/quality --results "$out/results.jsonl" --cpus "$cpus" \
     --note "$cpus-core $lane lane" --set train_crop=224 "$@"
 }
-first_row() {  # as row; a first row that fails (not cut by its limit) ends its lane
-  row "$@"
+first() {  # row or real_row, and its arguments: a lane's first row, which ends the lane when
+  "$@"     # it fails (not when its limit cuts it)
   local rc=$?
   [ $rc -eq 0 ] || [ $rc -eq 124 ] || { echo "$lane lane: its first row failed, the lane ends"; return 1; }
 }
@@ -62,7 +62,7 @@ real_row() {  # name, seconds, settings...: the whole network on the real faces 
 supervised() {
   lane=supervised cpus=${CPUS_SUPERVISED:-6}
   # the default recipe, then the truncated network on the same input, on one set and on all four
-  first_row nprfull_ffhq 150 npr-full ffhq_stylegan --set epochs_full="$epochs" || return
+  first row nprfull_ffhq 150 npr-full ffhq_stylegan --set epochs_full="$epochs" || return
   row nprfull_all 240 npr-full all --set epochs_full="$epochs_all"
   row npr_ffhq 120 npr ffhq_stylegan --set epochs_full="$epochs"
   row npr_all 180 npr all --set epochs_full="$epochs_all" --eval-jpeg 90
@@ -90,7 +90,7 @@ selfblend() {
   lane=self-blend cpus=${CPUS_BLEND:-10}
   # Real faces only (self-blends, never a fake), then the supervised sets with blends added
   # (the combined row), then each part of the blend a row
-  first_row real_all 300 npr-full all --real-only --set epochs_full="$epochs_all" || return
+  first real_row real_all 300 || return
   row combined_all 300 npr-full all --set epochs_full="$epochs_all" --set self_blend=True
   # self-blends only: no blend pastes another real face (the default pastes one in half of
   # them, Face X-ray's blends of two people: a swap changes the identity, a self-blend does not)
@@ -114,10 +114,11 @@ supervised 2>&1 | sed -u 's/^/supervised | /' &
 selfblend 2>&1 | sed -u 's/^/self-blend | /' &
 wait
 # a committee: the two all-sets models above, their logits averaged (twice the scoring cost)
-models=$(ls /tmp/quality/npr_all_train_crop-224_epochs_full-*/last.pt \
-  /tmp/quality/npr-full_all_train_crop-224_epochs_full-*/last.pt 2>/dev/null)
-if [ "$(echo "$models" | grep -c last.pt)" -eq 2 ] && wanted average_all 90; then
-  run_step average_all 90 python3 benchmarks/bench_average.py --data "$data" $models
+shopt -s nullglob
+models=(/tmp/quality/npr_all_train_crop-224_epochs_full-*/last.pt
+  /tmp/quality/npr-full_all_train_crop-224_epochs_full-*/last.pt)
+if [ ${#models[@]} -eq 2 ] && wanted average_all 90; then
+  run_step average_all 90 python3 benchmarks/bench_average.py --data "$data" "${models[@]}"
 fi
 python3 benchmarks/bench_quality.py --results "$out/results.jsonl" --table | tee "$out/table.md"
 echo "gpu_quality.sh: $((SECONDS - start)) s"
