@@ -2,7 +2,8 @@
 detector: the same two crops as pipeline.faces cuts on the CPU, from the same boxes and angles.
 
 - "native": the window of `native_window`, each output pixel the mean of a k x k block (exactly
-  the CPU's numbers: block means of whole numbers never fall near a rounding boundary).
+  the CPU's numbers: a float mean of k * k whole numbers is exact where it ends in a half, and
+  both round halves to even).
 - "resize": the rotated, scaled square of `crop_face`, sampled bilinearly with
   `grid_sample` (black outside the frame), after the same area shrink around the face when it
   shrinks more than 2x. On average within about 2 grey levels of OpenCV's crop (0.0-0.6 where

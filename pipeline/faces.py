@@ -385,13 +385,36 @@ def native_window(frame: np.ndarray, box: Box, size: int, margin: float) -> np.n
     pixel the mean of a k x k block: no interpolation between pixels). Never rotated. Small
     faces get more of their surroundings instead of being enlarged. BGR in, RGB out; outside
     the frame is black."""
-    k, x0, y0, (fx0, fy0, fx1, fy1) = native_placement(box, size, margin, frame.shape)
-    window = np.zeros((size * k, size * k, 3), np.uint8)
-    if fx1 > fx0 and fy1 > fy0:
-        window[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
+    k, x0, y0, inside = native_placement(box, size, margin, frame.shape)
+    fx0, fy0, fx1, fy1 = inside
+    span = size * k
+    if inside == (x0, y0, x0 + span, y0 + span):
+        window = frame[y0 : y0 + span, x0 : x0 + span]  # all in the frame: no copy
+    else:
+        window = np.zeros((span, span, 3), np.uint8)
+        if fx1 > fx0 and fy1 > fy0:
+            window[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
     if k > 1:
-        window = window.reshape(size, k, size, k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+        window = block_mean(window, k)
     return cv2.cvtColor(window, cv2.COLOR_BGR2RGB)
+
+
+def block_mean(image: np.ndarray, k: int) -> np.ndarray:
+    """A uint8 image (H, W, C), H and W multiples of k, shrunk k times: each pixel the mean of a
+    k x k block, rounded half to even as numpy's and torch's round (pipeline.devicecrops takes
+    the same mean on the GPU). Whole-number sums of strided views: a float mean over reshaped
+    axes took about 9 ms for a 512 px window, more than detecting the face."""
+    wide = np.uint16 if k * k * 255 <= np.iinfo(np.uint16).max else np.uint32
+    rows = np.zeros((image.shape[0] // k, *image.shape[1:]), wide)
+    for i in range(k):
+        rows += image[i::k]
+    sums = np.zeros((rows.shape[0], image.shape[1] // k, *image.shape[2:]), wide)
+    for j in range(k):
+        sums += rows[:, j::k]
+    n = k * k
+    mean, rest = np.divmod(sums, n)
+    mean += (2 * rest > n) | ((2 * rest == n) & (mean % 2 == 1))
+    return mean.astype(np.uint8)
 
 
 def cut_face(frame: np.ndarray, box: Box, angle: float, preprocess: Preprocess) -> np.ndarray:

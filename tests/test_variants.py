@@ -11,7 +11,7 @@ from fixtures import face_frame
 from torch.utils.data import DataLoader
 
 from pipeline.config import DEFAULT_RECIPE, RECIPES, Preprocess, TrainConfig, recipe_config
-from pipeline.faces import Box, native_window
+from pipeline.faces import Box, block_mean, native_window
 from pipeline.model import (
     MODELS,
     CheckpointError,
@@ -147,6 +147,20 @@ def test_native_window_keeps_pixels_and_shrinks_only_by_whole_factors():
     assert np.array_equal(big[:, :, ::-1], block.astype(np.uint8))
     edge = native_window(frame, Box(w - 20, h - 20, 20, 20), 64, 0.0)
     assert edge.shape == (64, 64, 3) and edge[-10:, -10:].max() == 0  # outside the frame: black
+
+
+def test_block_mean_rounds_as_the_float_mean_does():
+    """The whole-number block mean gives the float mean's numbers, ties (half of a grey level,
+    a quarter of all 2x2 blocks of noise) rounded to even as numpy and torch round."""
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 4, 6, 17):  # 17: sums past 16 bits
+        image = rng.integers(0, 256, (8 * k, 5 * k, 3), dtype=np.uint8)
+        float_mean = image.reshape(8, k, 5, k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+        assert np.array_equal(block_mean(image, k), float_mean), k
+    ties = np.array([[[1], [2]], [[2], [2]]], np.uint8)  # 7 / 4 = 1.75 -> 2
+    assert block_mean(ties, 2)[0, 0, 0] == 2
+    assert block_mean(np.array([[[1], [2]], [[1], [2]]], np.uint8), 2)[0, 0, 0] == 2  # 1.5 -> 2
+    assert block_mean(np.array([[[2], [3]], [[2], [3]]], np.uint8), 2)[0, 0, 0] == 2  # 2.5 -> 2
 
 
 def test_pretrained_auto_takes_cached_imagenet_weights(tmp_path, monkeypatch):
