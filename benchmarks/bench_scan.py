@@ -58,7 +58,7 @@ from make_sample import portraits, write_clip  # noqa: E402
 
 from jobs.cli import recipe_option  # noqa: E402
 from pipeline.aggregate import aggregate  # noqa: E402
-from pipeline.config import RECIPES, TTAS, Preprocess, ScanConfig  # noqa: E402
+from pipeline.config import RECIPES, TTAS, Preprocess, ScanConfig, recipe_faces  # noqa: E402
 from pipeline.discover import describe_file, find_videos  # noqa: E402
 from pipeline.extract import extract_video, unpack_crops  # noqa: E402
 from pipeline.faces import FaceTracker, make_detector  # noqa: E402
@@ -440,7 +440,7 @@ def main(videos, width, height, seconds, fps, frames, detector, scan_detector, d
     work = tempfile.mkdtemp(prefix="bench-scan-")
     image_size = image_size or RECIPES[recipe]["image_size"]
     tta = tta or RECIPES[recipe]["tta"]
-    crop = "resize" if RECIPES[recipe]["resize"] else "native"
+    crop = recipe_faces(recipe).crop
     arch = RECIPES[recipe]["arch"]
     if tta_only:
         pre = Preprocess(input_size=image_size, crop=crop)
