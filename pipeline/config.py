@@ -375,7 +375,7 @@ class TrainConfig:
     # face (the eyes' place in the face's box and their distance over its width: turned
     # sideways, up or down), as Face X-ray picks its donors among faces posed alike; 0: any real
     # face. Off: with 100 the small CPU row gained nothing (docs/quality.md, "Donors posed
-    # alike"); the GPU script's real_all_posed row measures it at the recipes' schedule.
+    # alike"); the GPU script's real_all_posed row measures it at the GPU schedule.
     blend_donor_pool: int = 0
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
     # predicts where each blend's edge lies); 0: no boundary head.
