@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 
 import click
 import cv2
@@ -68,8 +69,7 @@ def main(videos, detectors, widths, reuses, frames, passes, recipe):
         for detector in detectors:
             for width in widths:
                 for reuse in reuses:
-                    pre = Preprocess(detector=detector, detect_width=width, reuse_boxes=reuse,
-                                     input_size=cut.input_size, crop=cut.crop)  # fmt: skip
+                    pre = replace(cut, detector=detector, detect_width=width, reuse_boxes=reuse)
                     det = make_detector(pre)
                     start = time.perf_counter()
                     got = find_faces(sampled, det, pre)

@@ -40,13 +40,16 @@ wanted() {  # name, seconds: whether the row is asked for and fits in what is le
     return 1
   fi
 }
+# the GPU schedule's patches, which every row sets unless it is called as `patches= row ...`
+# (then the recipe's own, as `deepfake train` has them)
+patches=224
 row() {  # name, seconds, recipe, training sets, settings...: on the lane's $cpus cores
   local name=$1 limit=$2 recipe=$3 sets=$4
   shift 4
   wanted "$name" "$limit" || return 0
   run_step "$name" "$limit" python3 benchmarks/bench_quality.py --data "$data" --recipe "$recipe" \
     --train "$sets" --out /tmp/quality --results "$out/results.jsonl" --cpus "$cpus" \
-    --note "$cpus-core $lane lane" --set train_crop=224 "$@"
+    --note "$cpus-core $lane lane" ${patches:+--set train_crop=$patches} "$@"
 }
 first() {  # row or real_row, and its arguments: a lane's first row, which ends the lane when
   "$@"     # it fails (not when its limit cuts it)
@@ -67,7 +70,7 @@ supervised() {
   first row nprfull_ffhq 150 npr-full ffhq_stylegan --set epochs_full="$epochs" || return
   # the default recipe as `deepfake train` runs it (96 px patches, 30 epochs): what a user gets,
   # against the GPU schedule above (the CPU rows favoured the smaller patches at equal epochs)
-  row default_ffhq 120 npr-full ffhq_stylegan --set train_crop=96 --set epochs_full=30
+  patches= row default_ffhq 120 npr-full ffhq_stylegan
   row nprfull_all 240 npr-full all --set epochs_full="$epochs_all"
   row npr_ffhq 120 npr ffhq_stylegan --set epochs_full="$epochs"
   row npr_all 180 npr all --set epochs_full="$epochs_all" --eval-jpeg 90
