@@ -163,8 +163,9 @@ class FaceImages(Dataset):
     self-blended fakes made on the fly from the real ones (pipeline/selfblend.py), inside the
     outline of each face's `landmarks` ({path: face_landmarks(...)}, found once and cached by the
     caller). `fixed_blends` (validation) makes blend i the same every epoch (seeded by `seed`
-    and i); otherwise a new blend every epoch. While training on blends, each real face is
-    recoloured half the time as blends' targets are, so colour alone never tells them apart.
+    and i); otherwise a new blend every epoch. While training on blends, each face of the folder
+    (real or fake) is recoloured half the time as blends' targets are, so neither colour nor the
+    recolouring's own traces (its rounding to whole levels) tell a class apart.
     With `boundaries` an item is (image, label, boundary map, whether the map is known): the
     blend's edge map for a blend, zeros for a real face, unknown for a fake from the folder.
     `jpeg`: the share of items (real, blended and fake alike) re-encoded as JPEG after blending
@@ -257,7 +258,7 @@ class FaceImages(Dataset):
         boundary = known = None
         if i < len(self.items):
             img, label = self._image(i), self.items[i][1]
-            if self.n_blend and label == 0 and not self.fixed_blends:
+            if self.n_blend and not self.fixed_blends:  # reals and the folder's fakes alike
                 hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
                 img = torch.from_numpy(recoloured(hwc, self._rng(i))).permute(2, 0, 1)
             known = label == 0  # a real face has no blend edge; a folder's fake, unknown
@@ -323,8 +324,8 @@ class FaceImages(Dataset):
             real, fake, edge = blend_pair(hwc, self._rng(i), landmarks, donor, self.outlines)
             faces, labels, maps = [real, fake], [0, 1], [np.zeros_like(edge), edge]
             known = [True, True]
-        else:  # a fake from the folder: where its blend lies is not known
-            faces, labels, known = [hwc], [1], [False]
+        else:  # a fake from the folder, recoloured as reals are; where its blend lies: unknown
+            faces, labels, known = [recoloured(hwc, self._rng(i))], [1], [False]
             maps = [np.zeros(hwc.shape[:2], np.float32)]
         quality = self._jpeg_quality(i)
         if quality is not None:

@@ -227,6 +227,26 @@ def test_paired_items_are_a_face_and_its_blend_cut_and_flipped_alike(tmp_path):
     assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1, 1] and known.sum() == 6
 
 
+def test_training_on_blends_recolours_the_folders_fakes_as_often_as_its_reals(tmp_path):
+    # Blends' targets are recoloured half the time, and real faces with them; a folder's fakes
+    # must be too, or the recolouring (its shifts and rounding) would mark the real class.
+    faces = write_face_images(tmp_path, n_real=2, n_fake=1, size=48)
+    items = list_images(faces)
+    fake = next(i for i, (_, y) in enumerate(items) if y == 1)
+    torch.manual_seed(0)
+    for data, take in (
+        (FaceImages(items, None, 1.0), lambda d, i: d[i][0]),
+        (FaceImages(items, None, pairs=True), lambda d, i: d[i][0][0]),
+    ):
+        for i in (0, fake):
+            raw = load_image(items[i][0])
+            altered = sum(not torch.equal(take(data, i), raw) for _ in range(24))
+            assert 3 <= altered <= 21, (i, altered)  # about half of the draws
+    # without blends, and in validation's fixed blends, a folder's faces are untouched
+    for data in (FaceImages(items, None), FaceImages(items, None, 1.0, fixed_blends=True)):
+        assert torch.equal(data[fake][0], load_image(items[fake][0]))
+
+
 def test_a_donor_face_is_moved_onto_this_faces_eyes_in_this_faces_colours():
     img = portrait()
     lm = face_landmarks(img)
