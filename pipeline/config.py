@@ -378,7 +378,9 @@ class TrainConfig:
     # alike"); the GPU script's real_all_posed row measures it at the GPU schedule.
     blend_donor_pool: int = 0
     # With self-blending, the weight of the boundary head's loss (dense supervision: it
-    # predicts where each blend's edge lies); 0: no boundary head.
+    # predicts where each blend's edge lies); 0: no boundary head. On: the small CPU combined
+    # row without it (one seed) lost the swaps more (docs/quality.md, the combined row); the
+    # GPU script's real_all_noboundary row measures it on real faces alone.
     boundary_weight: float = setting(
         1.0,
         "With self-blending, the weight of a boundary head's loss (it learns where each "
